@@ -1,0 +1,1 @@
+"""Graphs: state schemas and graph builders — which steps exist and how they connect."""

@@ -1,0 +1,43 @@
+"""The analytical subgraph: plan → analyse each step → synthesise."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from langgraph.cache.base import BaseCache
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+
+from graphs.policies import model_node_options
+from graphs.state import AnalyticalState, RouteInput, RouteOutput
+from nodes.analytical import analyse_step, make_plan, route_next_step, synthesise
+from nodes.models import ModelProvider
+from nodes.run_context import RunContext
+
+
+def build_analytical_graph(
+    *, provider: ModelProvider, cache: BaseCache[Any] | None = None, cache_ttl: int | None = None
+) -> CompiledStateGraph[AnalyticalState, RunContext, RouteInput, RouteOutput]:
+    """Plan a few steps, analyse them one model call at a time, then synthesise.
+
+    Each step is its own node execution, so a retry repeats one step, not the analysis.
+    """
+    options = model_node_options(
+        provider, "analytical", cache_ttl=cache_ttl if cache is not None else None
+    )
+    builder = StateGraph(
+        AnalyticalState,
+        context_schema=RunContext,
+        input_schema=RouteInput,
+        output_schema=RouteOutput,
+    )
+    builder.add_node("plan", partial(make_plan, provider=provider), **options)
+    builder.add_node("analyse", partial(analyse_step, provider=provider), **options)
+    builder.add_node("synthesise", partial(synthesise, provider=provider), **options)
+    builder.add_edge(START, "plan")
+    builder.add_conditional_edges("plan", route_next_step)
+    builder.add_conditional_edges("analyse", route_next_step)
+    builder.add_edge("synthesise", END)
+    # Subgraphs do not inherit the parent's cache, so they are handed it too.
+    return builder.compile(name="analytical", cache=cache)

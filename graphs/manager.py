@@ -1,0 +1,87 @@
+"""The manager graph: route each request to the creative or the analytical subgraph."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Literal
+
+from langgraph.cache.base import BaseCache
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Checkpointer
+
+from graphs.analytical import build_analytical_graph
+from graphs.creative import build_creative_graph
+from graphs.policies import model_node_options
+from graphs.state import InputState, State
+from nodes.errors import end_with_error
+from nodes.models import ModelProvider
+from nodes.router import consult_router, recover_route, route_request
+from nodes.run_context import RunContext
+
+ROUTE_NODES = frozenset({"creative", "analytical"})
+"""The manager's nodes that answer: one subgraph per route."""
+ANSWER_NODES = frozenset({"compose", "refine", "synthesise"})
+"""Nodes whose streamed tokens are the answer itself (the others are working notes)."""
+
+
+def route_by_decision(
+    state: State,
+) -> Literal["consult_router", "creative", "analytical", "__end__"]:
+    """Follow the decision; ask the router model when none was made; stop on failure."""
+    if state.get("error"):
+        return "__end__"
+    decision = state.get("decision")
+    if decision is None:
+        return "consult_router"
+    return decision["route"]
+
+
+# LangGraph's node protocols do not type the injected `NodeError` argument yet.
+_recover_route: Any = recover_route
+_end_with_error: Any = end_with_error
+
+
+def build_manager_graph(
+    *,
+    provider: ModelProvider,
+    checkpointer: Checkpointer = None,
+    cache: BaseCache[Any] | None = None,
+    cache_ttl: int | None = None,
+) -> CompiledStateGraph[State, RunContext, InputState, State]:
+    """Build the manager: `route` (with `consult_router` when unsure), then a subgraph.
+
+    Args:
+        provider: The models every node calls, handed in rather than looked up.
+        checkpointer: Where threads are kept; `None` for LangGraph Studio, which brings
+            its own.
+        cache: Where deterministic nodes' answers are cached; `None` for no caching.
+        cache_ttl: Seconds a cached answer is kept.
+    """
+    ttl = cache_ttl if cache is not None else None
+    builder = StateGraph(State, context_schema=RunContext, input_schema=InputState)
+    builder.add_node("route", route_request)
+    builder.add_node(
+        "consult_router",
+        partial(consult_router, provider=provider),
+        **model_node_options(provider, "router", cache_ttl=ttl),
+        error_handler=_recover_route,
+    )
+    # Failures inside a subgraph are handled here, once its node's retries are spent:
+    # handlers inside the subgraphs would keep LangGraph Studio from drawing them.
+    builder.add_node(
+        "creative",
+        build_creative_graph(provider=provider, cache=cache, cache_ttl=ttl),
+        error_handler=_end_with_error,
+    )
+    builder.add_node(
+        "analytical",
+        build_analytical_graph(provider=provider, cache=cache, cache_ttl=ttl),
+        error_handler=_end_with_error,
+    )
+    builder.add_edge(START, "route")
+    builder.add_conditional_edges("route", route_by_decision)
+    builder.add_conditional_edges("consult_router", route_by_decision)
+    builder.add_edge("creative", END)
+    builder.add_edge("analytical", END)
+    return builder.compile(name="manager", checkpointer=checkpointer, cache=cache)

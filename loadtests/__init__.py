@@ -1,0 +1,1 @@
+"""Load tests and the OpenAI-compatible simulator endpoint they drive."""

@@ -1,0 +1,1 @@
+"""Conversation memory: LangGraph checkpointers and their upkeep."""

@@ -1,0 +1,136 @@
+"""Open conversation memory: Redis when configured and reachable, else process memory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from langgraph.cache.base import BaseCache
+from langgraph.cache.memory import InMemoryCache
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.serde.base import SerializerProtocol
+from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
+
+from memory.aio import AsyncRedisSaver
+from memory.cache import AsyncRedisCache
+from memory.connection import UnsupportedRedisError, async_client
+from memory.settings import MemorySettings
+
+logger = logging.getLogger("alma.memory")
+
+
+class RedisUnavailableError(RuntimeError):
+    """Redis is required by the settings but cannot be used."""
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Where the graph keeps threads and cached answers, and how to describe it."""
+
+    checkpointer: BaseCheckpointSaver[Any]
+    cache: BaseCache[Any] | None
+    cache_ttl: int | None
+    description: str
+    durable: bool
+    """Whether threads outlive the process (Redis) or not (process memory)."""
+    redis: Redis | RedisCluster | None = None
+    """The Redis client, shared with the rest of the service; `None` in process memory."""
+    prefix: str = "alma"
+    """Prefix of every key this service writes."""
+
+
+def _serde(settings: MemorySettings) -> SerializerProtocol:
+    if settings.checkpoint_encryption_key is None:
+        return JsonPlusSerializer()
+    key = bytes.fromhex(settings.checkpoint_encryption_key.get_secret_value())
+    return EncryptedSerializer.from_pycryptodome_aes(key=key)
+
+
+def _redact(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.rpartition('@')[2]}" if "@" in rest else url
+
+
+@asynccontextmanager
+async def open_memory(settings: MemorySettings) -> AsyncIterator[Memory]:
+    """Connect to Redis when configured; otherwise, or if it is down, use process memory.
+
+    Raises:
+        RedisUnavailableError: when `redis_required` is set and Redis cannot be used.
+    """
+    url = str(settings.redis_url) if settings.redis_url else None
+    if url is None:
+        if settings.redis_required:
+            raise RedisUnavailableError("ALMA_REDIS_REQUIRED is set but ALMA_REDIS_URL is empty")
+        yield _in_process("no Redis configured (ALMA_REDIS_URL is empty)", settings.cache_ttl)
+        return
+    client = async_client(url, cluster=settings.redis_cluster)
+    try:
+        saver = AsyncRedisSaver(
+            client,
+            serde=_serde(settings),
+            prefix=settings.redis_prefix,
+            ttl=settings.ttl_seconds,
+            refresh_on_read=settings.thread_ttl_refresh_on_read,
+        )
+        await saver.asetup()
+    except (RedisError, OSError, UnsupportedRedisError) as exc:
+        await client.aclose()
+        reason = f"Redis at {_redact(url)} cannot be used ({exc})"
+        if settings.redis_required:
+            raise RedisUnavailableError(f"{reason}; ALMA_REDIS_REQUIRED is set") from exc
+        yield _in_process(reason, settings.cache_ttl)
+        return
+    ttl = f"threads kept {settings.thread_ttl}s after last write" if saver.ttl else "kept forever"
+    # One hash tag for every cache key: LangGraph reads a step's entries with one MGET,
+    # which Redis Cluster only allows within a slot.
+    cache: BaseCache[Any] | None = (
+        AsyncRedisCache(client, prefix=f"{settings.redis_prefix}:{{cache}}:")
+        if settings.cache_ttl
+        else None
+    )
+    memory = Memory(
+        checkpointer=saver,
+        cache=cache,
+        cache_ttl=settings.cache_ttl or None,
+        description=f"Redis at {_redact(url)} ({ttl})",
+        durable=True,
+        redis=client,
+        prefix=settings.redis_prefix,
+    )
+    logger.info("conversation memory: %s", memory.description)
+    try:
+        yield memory
+    finally:
+        await client.aclose()
+
+
+def _in_process(reason: str, cache_ttl: int = 0) -> Memory:
+    logger.warning(
+        "conversation memory: process memory only — %s; conversations end with the process",
+        reason,
+    )
+    return Memory(
+        checkpointer=InMemorySaver(),
+        cache=InMemoryCache() if cache_ttl else None,
+        cache_ttl=cache_ttl or None,
+        description=f"process memory ({reason})",
+        durable=False,
+    )
+
+
+@asynccontextmanager
+async def open_checkpointer(
+    settings: MemorySettings | None = None,
+) -> AsyncIterator[BaseCheckpointSaver[Any]]:
+    """Just the checkpointer: the factory `langgraph.json` names for `langgraph dev`."""
+    async with open_memory(settings or MemorySettings()) as memory:
+        yield memory.checkpointer

@@ -1,0 +1,1 @@
+"""Node functions and what they need: router, models, simulated model, token budget."""

@@ -1,0 +1,428 @@
+"""The built-in simulated chat model: deterministic, task-shaped text, streamed like a provider.
+
+It is a real LangChain `BaseChatModel`, so the graph runs through the same code paths as
+with a hosted model: token streaming, usage metadata, structured output through tool
+calls, and provider faults (timeouts, 429, 500) to exercise retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models.chat_models import agenerate_from_stream, generate_from_stream
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+)
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import ConfigDict, Field, PrivateAttr
+
+from nodes.context import TokenCounter
+from nodes.errors import (
+    ProviderError,
+    ProviderRateLimitedError,
+    ProviderServerError,
+    ProviderTimeoutError,
+)
+from nodes.heuristics import classify
+
+Fault = Literal["timeout", "rate_limit", "server_error"]
+FAULTS: tuple[Fault, ...] = ("timeout", "rate_limit", "server_error")
+
+_ROLE = re.compile(r"You are ALMA's (\w+)\.")
+_MAX_STEPS = re.compile(r"at most (\d+)")
+_STEP = re.compile(r"Step (\d+) of (\d+): (.+)")
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatedReply:
+    """What the simulated model answers: text, or one call of a bound tool."""
+
+    text: str = ""
+    tool_name: str | None = None
+    tool_args: dict[str, Any] = field(default_factory=dict)
+
+
+def _digest(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+
+
+def _pick(options: Sequence[str], seed: int, salt: int = 0) -> str:
+    return options[(seed + salt * 7919) % len(options)]
+
+
+def _request_of(messages: Sequence[BaseMessage]) -> str:
+    for message in reversed(messages):
+        if isinstance(message, HumanMessage):
+            text = message.text
+            found = re.search(r"^Request: (.+)$", text, re.MULTILINE)
+            return found.group(1).strip() if found else text.strip()
+    return ""
+
+
+def _subject(request: str) -> str:
+    found = re.search(r"\babout (.+)", request, re.IGNORECASE)
+    subject = found.group(1) if found else request
+    return subject.strip().rstrip(".!?") or "the question"
+
+
+def _write(request: str) -> str:
+    seed, subject = _digest(request), _subject(request)
+    lowered = request.lower()
+    if "haiku" in lowered:
+        return "\n".join(
+            [
+                f"{_pick(['Quiet', 'Silver', 'Morning', 'Ancient'], seed).strip()} {subject} "
+                f"{_pick(['wander', 'murmur', 'glisten', 'gather'], seed, 1)}",
+                f"{_pick(['carrying the sky', 'under cedar shade', 'past the sleeping stones'], seed, 2)}",  # noqa: E501
+                f"{_pick(['the heron waits', 'one leaf drifts away', 'dusk settles slowly'], seed, 3)}",  # noqa: E501
+            ]
+        )
+    if any(word in lowered for word in ("poem", "verse", "sonnet", "song", "lyrics")):
+        stanzas = [
+            f"I went to find {subject} at the edge of day,\n"
+            f"where light leans {_pick(['gold', 'thin', 'soft'], seed)} "
+            "on the water and the wall,\n"
+            "and every small thing seemed to have a say,\n"
+            "and nothing hurried, nothing broke, at all.",
+            f"The {_pick(['wind', 'tide', 'hour'], seed, 1)} kept count in syllables of rain;\n"
+            f"I learned the names that {subject} had kept,\n"
+            "and wrote them down, and wrote them down again,\n"
+            "the way a field remembers where we slept.",
+            "So here it ends, the way that good things do:\n"
+            "not with a door, but with a window, wide —\n"
+            f"{subject} still turning, patient, old and new,\n"
+            "and room enough for both of us inside.",
+        ]
+        return "\n\n".join(stanzas)
+    if any(word in lowered for word in ("story", "tale", "fable")):
+        hero = _pick(["Mira", "Tomas", "Ada", "Kenji", "Lior"], seed)
+        return (
+            f"{hero} had heard about {subject} all her life, but had never gone looking. "
+            "On the first morning of spring she packed bread, a pencil and a map that "
+            "stopped halfway across the page.\n\n"
+            "The road bent through "
+            f"{_pick(['pine woods', 'salt flats', 'old orchards'], seed, 1)}, "
+            "and everyone she met gave her a different warning and the same advice: keep "
+            "going, and write down what you see. By evening her notebook was full.\n\n"
+            f"When at last she found {subject}, it was smaller than the stories and far "
+            "stranger. She sat with it until the stars came out, and then she drew the rest "
+            "of the map herself."
+        )
+    return (
+        f"Think of {subject} as a {_pick(['lantern', 'river', 'garden', 'door'], seed)}: "
+        "it changes with whoever comes near it, and it keeps a little of each visitor.\n\n"
+        f"That is the quiet gift of {subject} — it asks us to slow down, notice, and "
+        "make something of what we notice."
+    )
+
+
+def _refine(messages: Sequence[BaseMessage]) -> str:
+    text = messages[-1].text if messages else ""
+    draft = text.split("Draft:\n", 1)[-1].strip()
+    title = _subject(_request_of(messages)).title()
+    return f"**{title}**\n\n{draft}"
+
+
+_PLAN = {
+    "Pin down what is being asked": (
+        'The request, "{subject}", turns on a few quantities that can be stated plainly: '
+        "what is being measured, under which conditions, and what would count as better."
+        "{figure}"
+    ),
+    "Lay out the relevant facts and figures": (
+        "The facts that decide it: cost in time, cost in memory, and how behaviour changes "
+        "on unfavourable inputs.{figure} Each is stated with its usual range before "
+        "anything is compared."
+    ),
+    "Weigh the options against each other": (
+        "Set side by side, the options differ less on average than at the extremes: the "
+        "typical case is close, while the worst case and the memory overhead separate "
+        "them.{figure}"
+    ),
+    "Check edge cases and practical limits": (
+        "At the edges (tiny inputs, already-ordered data, tight memory) the ranking can "
+        "flip, so the conclusion has to say where it stops holding.{figure}"
+    ),
+    "Draw a conclusion with its caveats": (
+        "Putting it together: prefer the option whose worst case stays predictable at this "
+        "scale, and measure on real data before committing.{figure}"
+    ),
+}
+
+
+def _plan(system: str) -> str:
+    found = _MAX_STEPS.search(system)
+    limit = int(found.group(1)) if found else 4
+    steps = list(_PLAN)
+    if limit < len(steps):
+        steps = [*steps[: max(limit - 1, 0)], steps[-1]][:limit]
+    return json.dumps(steps)
+
+
+def _analyse(messages: Sequence[BaseMessage], request: str) -> str:
+    found = _STEP.search(messages[-1].text if messages else "")
+    step, label = (int(found.group(1)), found.group(3)) if found else (1, "Analyse the request")
+    numbers = re.findall(r"\d+(?:\.\d+)?\s*[kKmMbB]?\b", request)
+    figure = (
+        f" With {numbers[0].strip()} in play, scale dominates."
+        if numbers
+        else " No figures were given, so the reasoning stays qualitative."
+    )
+    bodies = list(_PLAN.values())
+    body = _PLAN.get(label, bodies[(step - 1) % len(bodies)])
+    return f"**{label}.** " + body.format(subject=_subject(request), figure=figure)
+
+
+def _synthesise(request: str, messages: Sequence[BaseMessage]) -> str:
+    labels = re.findall(r"^\*\*(.+?)\.\*\*", messages[-1].text if messages else "", re.MULTILINE)
+    reasons = "\n".join(f"- **{label}**: covered above." for label in labels) or (
+        "- The request was analysed step by step."
+    )
+    return (
+        f'## Answer\n\nFor "{_subject(request)}", the balanced answer depends on the '
+        "constraints that matter most; the analysis points to the option that stays "
+        f"predictable under load.\n\n### Key reasons\n\n{reasons}\n\n### Caveats\n\n"
+        "- Real measurements on your own data should confirm the conclusion.\n"
+        "- This answer comes from ALMA's simulated model, not a real provider."
+    )
+
+
+def _route(request: str) -> dict[str, Any]:
+    verdict = classify(request)
+    return {
+        "route": verdict.route,
+        "confidence": min(0.95, verdict.confidence + 0.15),
+        "reason": f"simulated model router: {verdict.reason}",
+    }
+
+
+def _fill(tool: dict[str, Any], request: str) -> dict[str, Any]:
+    properties: dict[str, Any] = tool["function"].get("parameters", {}).get("properties", {})
+    if "route" in properties:
+        return _route(request)
+    args: dict[str, Any] = {}
+    for name, spec in properties.items():
+        kind = spec.get("type")
+        if "enum" in spec:
+            args[name] = spec["enum"][0]
+        elif kind in ("number", "integer"):
+            args[name] = 0.5 if kind == "number" else 1
+        elif kind == "boolean":
+            args[name] = True
+        elif kind == "array":
+            args[name] = []
+        else:
+            args[name] = f"simulated {name}"
+    return args
+
+
+def simulate_reply(
+    messages: Sequence[BaseMessage], tools: Sequence[dict[str, Any]] | None = None
+) -> SimulatedReply:
+    """Compose the deterministic reply to a prompt, shaped by the role its system prompt names.
+
+    Args:
+        messages: The prompt, system message first as ALMA's nodes send it.
+        tools: OpenAI-format tool definitions bound to the call; when present the reply
+            is a call of the first one, as structured output expects.
+
+    Returns:
+        The reply text, or a tool call with arguments.
+    """
+    system = next((m.text for m in messages if isinstance(m, SystemMessage)), "")
+    found = _ROLE.search(system)
+    role = found.group(1) if found else ""
+    request = _request_of(messages)
+    if tools:
+        tool = tools[0]
+        return SimulatedReply(tool_name=tool["function"]["name"], tool_args=_fill(tool, request))
+    scripts: dict[str, Callable[[], str]] = {
+        "writer": lambda: _write(request),
+        "editor": lambda: _refine(messages),
+        "planner": lambda: _plan(system),
+        "analyst": lambda: _analyse(messages, request),
+        "synthesiser": lambda: _synthesise(request, messages),
+    }
+    script = scripts.get(role)
+    if script is not None:
+        return SimulatedReply(text=script())
+    return SimulatedReply(text=f"(simulated reply) You said: {request or 'nothing'}")
+
+
+class SimulatedChatModel(BaseChatModel):
+    """A chat model that streams deterministic, task-shaped text at a configurable pace.
+
+    Used when no provider is configured, and by tests and load runs. Faults are drawn
+    with `fault_rate`, or taken in order from `fault_script` (deterministic tests).
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    model_name: str = "alma-simulated"
+    ttft: float = Field(default=0.15, ge=0, description="Seconds before the first token.")
+    tokens_per_second: float = Field(default=80.0, ge=0, description="0 streams at once.")
+    fault_rate: float = Field(default=0.0, ge=0, le=1)
+    faults: tuple[Fault, ...] = FAULTS
+    fault_script: list[Fault | None] = Field(default_factory=list)
+    stall_seconds: float = Field(default=3600.0, gt=0, description="How long a timeout hangs.")
+    seed: int | None = None
+    counter: TokenCounter = Field(default_factory=TokenCounter, exclude=True)
+
+    _random: random.Random = PrivateAttr()
+    calls: int = 0
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Seed the fault generator."""
+        self._random = random.Random(self.seed)
+
+    @property
+    def _llm_type(self) -> str:
+        return "alma-simulated"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_name": self.model_name}
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind tools so `with_structured_output` works as it does with a provider."""
+        formatted = [convert_to_openai_tool(tool) for tool in tools]
+        return self.bind(tools=formatted, tool_choice=tool_choice, **kwargs)
+
+    def _next_fault(self) -> Fault | None:
+        self.calls += 1
+        if self.fault_script:
+            return self.fault_script.pop(0)
+        if self.fault_rate and self._random.random() < self.fault_rate:
+            return self._random.choice(self.faults)
+        return None
+
+    def _fault_error(self, fault: Fault) -> ProviderError:
+        if fault == "rate_limit":
+            return ProviderRateLimitedError("simulated HTTP 429: too many requests")
+        if fault == "server_error":
+            return ProviderServerError("simulated HTTP 500: internal server error")
+        return ProviderTimeoutError(f"simulated provider stalled for {self.stall_seconds:g}s")
+
+    def _chunks(
+        self, messages: list[BaseMessage], tools: Sequence[dict[str, Any]] | None
+    ) -> Iterator[ChatGenerationChunk]:
+        reply = simulate_reply(messages, tools)
+        prompt_tokens = self.counter.count_messages(messages)
+        if reply.tool_name is not None:
+            arguments = json.dumps(reply.tool_args)
+            completion_tokens = self.counter.count_text(arguments)
+            call_id = f"call_{_digest(arguments) % 10**12}"
+            yield ChatGenerationChunk(
+                message=AIMessageChunk(
+                    content="",
+                    tool_call_chunks=[
+                        {"name": reply.tool_name, "args": arguments, "id": call_id, "index": 0}
+                    ],
+                )
+            )
+        else:
+            completion_tokens = 0
+            for piece in self.counter.pieces(reply.text):
+                completion_tokens += 1
+                yield ChatGenerationChunk(message=AIMessageChunk(content=piece), text=piece)
+        usage = UsageMetadata(
+            input_tokens=prompt_tokens,
+            output_tokens=completion_tokens,
+            total_tokens=prompt_tokens + completion_tokens,
+        )
+        yield ChatGenerationChunk(
+            message=AIMessageChunk(
+                content="",
+                usage_metadata=usage,
+                response_metadata={
+                    "model_name": self.model_name,
+                    "model_provider": "alma-simulated",
+                    "finish_reason": "tool_calls" if reply.tool_name else "stop",
+                },
+                chunk_position="last",
+            )
+        )
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        fault = self._next_fault()
+        await asyncio.sleep(self.ttft)
+        if fault == "timeout":
+            await asyncio.sleep(self.stall_seconds)
+        if fault is not None:
+            raise self._fault_error(fault)
+        delay = 1 / self.tokens_per_second if self.tokens_per_second else 0.0
+        for chunk in self._chunks(messages, kwargs.get("tools")):
+            if run_manager and chunk.text:
+                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+            if delay and chunk.text:
+                await asyncio.sleep(delay)
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        fault = self._next_fault()
+        time.sleep(self.ttft)
+        if fault is not None:
+            # A blocking call cannot be cancelled by a node timeout, so a stall is
+            # reported at once instead of hanging the thread.
+            raise self._fault_error(fault)
+        delay = 1 / self.tokens_per_second if self.tokens_per_second else 0.0
+        for chunk in self._chunks(messages, kwargs.get("tools")):
+            if run_manager and chunk.text:
+                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+            if delay and chunk.text:
+                time.sleep(delay)
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return await agenerate_from_stream(self._astream(messages, stop, run_manager, **kwargs))
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))

@@ -1,0 +1,1 @@
+"""The service around the graph: settings, transport, command line."""

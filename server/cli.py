@@ -1,0 +1,143 @@
+"""The `alma` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+
+from langchain_core.runnables import RunnableConfig
+from pydantic import ValidationError
+from redis.exceptions import RedisError
+
+from graphs.manager import build_manager_graph
+from memory.factory import RedisUnavailableError, open_memory
+from memory.settings import MemorySettings
+from nodes.errors import AlmaError
+from nodes.models import ModelProvider, ModelSettings
+from nodes.run_context import RunContext
+from server.settings import Settings
+from server.terminal import Style, render_run
+
+logger = logging.getLogger("alma")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="alma", description="ALMA agent service.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    chat = commands.add_parser(
+        "chat",
+        help="talk to the manager graph in this process (no server needed)",
+        description="Send a message to the manager graph and watch it stream. With no "
+        "message, read one message per line until end of input, on one thread.",
+    )
+    chat.add_argument("message", nargs="?", help="what to ask; omit for an interactive session")
+    chat.add_argument("--thread", help="conversation id to continue (default: a new one)")
+    chat.add_argument("--route", choices=["creative", "analytical"], help="force a route")
+    chat.add_argument(
+        "--router", choices=["heuristic", "llm", "hybrid"], default="hybrid", help="router"
+    )
+    chat.add_argument("--refine", action="store_true", help="creative: edit the draft once")
+    chat.add_argument("--max-steps", type=int, default=4, help="analytical: most plan steps")
+    chat.add_argument("--verbose", "-v", action="store_true", help="log at debug level")
+    serve = commands.add_parser("serve", help="run the streaming service (HTTP, SSE, WebSocket)")
+    serve.add_argument("--host", help="address to listen on (default: ALMA_HOST)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: ALMA_PORT)")
+    serve.add_argument("--workers", type=int, help="worker processes (default: ALMA_WORKERS)")
+    serve.add_argument("--verbose", "-v", action="store_true", help="log at debug level")
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = Settings()
+    uvicorn.run(
+        "server.app:create_app",
+        factory=True,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        workers=args.workers or settings.workers,
+        # Runs get their grace period inside the app's shutdown; uvicorn waits a little
+        # longer so that drain can finish and tell clients how their runs ended.
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 5,
+        log_level="debug" if args.verbose else "info",
+        ws_ping_interval=20,
+        ws_ping_timeout=20,
+    )
+    return 0
+
+
+async def _chat(args: argparse.Namespace) -> int:
+    provider = ModelProvider.from_settings(ModelSettings())
+    logger.info("model provider: %s", provider.description)
+    context = RunContext(
+        router=args.router, route=args.route, refine=args.refine, max_plan_steps=args.max_steps
+    )
+    thread_id = args.thread or str(uuid.uuid4())
+    config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
+    style = Style(enabled=sys.stdout.isatty())
+    messages: Iterable[str] = [args.message] if args.message else _read_messages(style)
+    status = 0
+    try:
+        async with open_memory(MemorySettings()) as memory:
+            graph = build_manager_graph(
+                provider=provider,
+                checkpointer=memory.checkpointer,
+                cache=memory.cache,
+                cache_ttl=memory.cache_ttl,
+            )
+            for message in messages:
+                report = await render_run(
+                    graph, message, config=config, context=context, style=style
+                )
+                status = 1 if report.error else status
+    finally:
+        await provider.aclose()
+    return status
+
+
+def _read_messages(style: Style) -> Iterator[str]:
+    interactive = sys.stdin.isatty()
+    while True:
+        if interactive:
+            print(style.bold("you> "), end="", flush=True)
+        line = sys.stdin.readline()
+        if not line:
+            return
+        if line.strip():
+            yield line.strip()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `alma` command."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        return asyncio.run(_chat(args))
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"]).upper()
+            print(f"alma: invalid setting ALMA_{name}: {error['msg']}", file=sys.stderr)
+        return 2
+    except (AlmaError, RedisUnavailableError, ValueError) as exc:
+        print(f"alma: {exc}", file=sys.stderr)
+        return 2
+    except RedisError as exc:
+        print(f"alma: conversation memory (Redis) failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""Protocol commands, executed the same way over WebSocket and over plain HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from langchain_core.runnables import RunnableConfig
+from pydantic import BaseModel, ValidationError
+
+from server.broker import SlowConsumerError, Subscription
+from server.events import to_wire
+from server.protocol import (
+    Command,
+    ListCheckpointsParams,
+    ProtocolError,
+    ReconnectParams,
+    RunCancelParams,
+    RunStartParams,
+    StateGetParams,
+    SubscribeParams,
+    UnsubscribeParams,
+    failure,
+    success,
+)
+from server.services import Services
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+OnSlow = Callable[[SlowConsumerError], Awaitable[None]]
+
+
+@dataclass(eq=False)
+class Connection:
+    """A WebSocket's subscriptions, and the runs it started that end with it."""
+
+    send: Send
+    on_slow: OnSlow
+    subscriptions: dict[str, tuple[Subscription, asyncio.Task[None]]] = field(default_factory=dict)
+    cancel_on_close: set[str] = field(default_factory=set)
+
+    async def pump(self, subscription: Subscription) -> None:
+        """Send a subscription's events to the client as they come."""
+        try:
+            async for event in subscription.events():
+                await self.send(event)
+        except SlowConsumerError as exc:
+            await self.on_slow(exc)
+
+
+_Params = TypeVar("_Params", bound=BaseModel)
+
+
+def _params(model: type[_Params], raw: dict[str, Any]) -> _Params:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        details = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ProtocolError("invalid_argument", details) from exc
+
+
+async def execute(
+    services: Services, thread_id: str, command: Command, connection: Connection | None
+) -> dict[str, Any]:
+    """Run one command and return the protocol's success or error answer."""
+    try:
+        result = await _dispatch(services, thread_id, command, connection)
+    except ProtocolError as exc:
+        return failure(command.id, exc.code, exc.message)
+    return success(command.id, result)
+
+
+async def _dispatch(
+    services: Services, thread_id: str, command: Command, connection: Connection | None
+) -> dict[str, Any]:
+    method = command.method
+    if method == "run.start":
+        params = _params(RunStartParams, command.params)
+        run = await services.runs.start(thread_id, params)
+        if connection is not None and params.on_disconnect == "cancel":
+            connection.cancel_on_close.add(run.run_id)
+        return {"run_id": run.run_id}
+    if method == "run.cancel":
+        cancel = _params(RunCancelParams, command.params)
+        await services.runs.cancel(thread_id, cancel.run_id)
+        return {}
+    if method == "state.get":
+        return await _state(services, thread_id, _params(StateGetParams, command.params))
+    if method == "state.listCheckpoints":
+        listing = _params(ListCheckpointsParams, command.params)
+        return await _checkpoints(services, thread_id, listing)
+    if method.startswith("subscription."):
+        if connection is None:
+            raise ProtocolError(
+                "not_supported",
+                f"{method} needs a WebSocket; over HTTP, POST /threads/{{id}}/stream/events",
+            )
+        return await _subscription(services, thread_id, command, connection)
+    raise ProtocolError("unknown_command", f"unknown command {method!r}")
+
+
+async def _subscription(
+    services: Services, thread_id: str, command: Command, connection: Connection
+) -> dict[str, Any]:
+    broker = services.broker
+    if command.method == "subscription.subscribe":
+        params = _params(SubscribeParams, command.params)
+        subscription = await broker.subscribe(thread_id, params)
+        task = asyncio.create_task(connection.pump(subscription))
+        connection.subscriptions[subscription.id] = (subscription, task)
+        return {"subscription_id": subscription.id}
+    if command.method == "subscription.unsubscribe":
+        unsubscribe = _params(UnsubscribeParams, command.params)
+        found = connection.subscriptions.pop(unsubscribe.subscription_id, None)
+        if found is None:
+            raise ProtocolError(
+                "no_such_subscription", f"no subscription {unsubscribe.subscription_id}"
+            )
+        close_subscription(services, *found)
+        return {}
+    if command.method == "subscription.reconnect":
+        reconnect = _params(ReconnectParams, command.params)
+        since = _seq(reconnect.last_event_id)
+        missed = 0
+        for key, (old, task) in list(connection.subscriptions.items()):
+            close_subscription(services, old, task)
+            params = old.params.model_copy(update={"since": since})
+            fresh = await broker.subscribe(thread_id, params)
+            missed += fresh.queue.qsize()
+            del connection.subscriptions[key]
+            connection.subscriptions[fresh.id] = (
+                fresh,
+                asyncio.create_task(connection.pump(fresh)),
+            )
+        return {"restored": True, "missed_events": missed}
+    raise ProtocolError("unknown_command", f"unknown command {command.method!r}")
+
+
+def _seq(event_id: str | None) -> int:
+    try:
+        return max(int(event_id or 0), 0)
+    except ValueError as exc:
+        raise ProtocolError("invalid_argument", f"bad last_event_id {event_id!r}") from exc
+
+
+def close_subscription(
+    services: Services, subscription: Subscription, task: asyncio.Task[None]
+) -> None:
+    """End a subscription and the task sending its events."""
+    services.broker.unsubscribe(subscription)
+    task.cancel()
+
+
+async def close_connection(services: Services, connection: Connection) -> None:
+    """Tear a connection down: its subscriptions end; runs it owned are cancelled."""
+    for subscription, task in connection.subscriptions.values():
+        close_subscription(services, subscription, task)
+    tasks = [task for _, task in connection.subscriptions.values()]
+    connection.subscriptions.clear()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    for run_id in connection.cancel_on_close:
+        run = services.runs.runs.get(run_id)
+        if run is not None:
+            with contextlib.suppress(ProtocolError):
+                await services.runs.cancel(run.thread_id, run_id)
+
+
+def _config(thread_id: str, checkpoint_id: str | None = None) -> RunnableConfig:
+    configurable: dict[str, Any] = {"thread_id": thread_id}
+    if checkpoint_id:
+        configurable["checkpoint_id"] = checkpoint_id
+    return {"configurable": configurable}
+
+
+async def _state(services: Services, thread_id: str, params: StateGetParams) -> dict[str, Any]:
+    if params.namespace:
+        raise ProtocolError("no_such_namespace", "state is kept for the root namespace only")
+    snapshot = await services.graph.aget_state(_config(thread_id))
+    values = dict(snapshot.values)
+    if params.keys is not None:
+        values = {k: v for k, v in values.items() if k in params.keys}
+    result: dict[str, Any] = {"values": to_wire(values)}
+    checkpoint_id = snapshot.config.get("configurable", {}).get("checkpoint_id")
+    if checkpoint_id:
+        result["checkpoint"] = {"id": checkpoint_id}
+    return result
+
+
+async def _checkpoints(
+    services: Services, thread_id: str, params: ListCheckpointsParams
+) -> dict[str, Any]:
+    before = _config(thread_id, params.before) if params.before else None
+    summaries = []
+    async for snapshot in services.graph.aget_state_history(
+        _config(thread_id), before=before, limit=params.limit
+    ):
+        metadata = snapshot.metadata or {}
+        summaries.append(
+            {
+                "id": snapshot.config["configurable"]["checkpoint_id"],
+                "timestamp": snapshot.created_at,
+                "step": metadata.get("step", -1),
+                "metadata": to_wire(metadata),
+            }
+        )
+    return {"checkpoints": summaries}

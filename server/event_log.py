@@ -1,0 +1,140 @@
+"""Each thread's event log: every event a run emits, numbered, kept for replay.
+
+In Redis it is a stream per thread (`<prefix>:{thread}:events`, entry ids `0-<seq>`),
+capped and expiring, so a client reconnecting to any process can resume from the last
+`seq` it saw. Without Redis, a bounded in-process log stands in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict, deque
+from typing import Any, Protocol
+
+import orjson
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+
+from server.events import dumps
+
+
+class EventLog(Protocol):
+    """Where runs' events are kept for subscribers and replay."""
+
+    async def append(self, thread_id: str, events: list[dict[str, Any]]) -> None:
+        """Store numbered events, in order."""
+
+    async def read(self, thread_id: str, after: int, limit: int = 1000) -> list[dict[str, Any]]:
+        """Events with `seq` greater than `after`, oldest first."""
+
+    async def last_seq(self, thread_id: str) -> int:
+        """The `seq` of the thread's newest event, 0 if none."""
+
+    async def wait(self, thread_id: str, after: int, timeout: float) -> list[dict[str, Any]]:
+        """Events after `after`, waiting up to `timeout` seconds for the first."""
+
+    async def delete(self, thread_id: str) -> None:
+        """Forget a thread's events."""
+
+
+class RedisEventLog:
+    """The event log as one capped, expiring Redis stream per thread."""
+
+    def __init__(self, client: Redis | RedisCluster, *, prefix: str, maxlen: int, ttl: int) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.maxlen = maxlen
+        self.ttl = ttl
+
+    def key(self, thread_id: str) -> str:
+        """The thread's stream, in the slot of its other keys."""
+        return f"{self.prefix}:{{{thread_id}}}:events"
+
+    async def append(self, thread_id: str, events: list[dict[str, Any]]) -> None:
+        """Store numbered events, in order, in one round trip; restart the TTL."""
+        if not events:
+            return
+        key = self.key(thread_id)
+        pipe = self.client.pipeline(transaction=False)
+        for event in events:
+            pipe.xadd(
+                key,
+                {"e": dumps(event)},
+                id=f"0-{event['seq']}",
+                maxlen=self.maxlen,
+                approximate=True,
+            )
+        pipe.expire(key, self.ttl)
+        await pipe.execute()
+
+    @staticmethod
+    def _decode(entries: list[Any]) -> list[dict[str, Any]]:
+        return [orjson.loads(fields[b"e"]) for _, fields in entries]
+
+    async def read(self, thread_id: str, after: int, limit: int = 1000) -> list[dict[str, Any]]:
+        """Events with `seq` greater than `after`, oldest first."""
+        entries: Any = await self.client.xrange(
+            self.key(thread_id), f"(0-{after}", "+", count=limit
+        )
+        return self._decode(entries)
+
+    async def last_seq(self, thread_id: str) -> int:
+        """The `seq` of the thread's newest event, 0 if none."""
+        newest: Any = await self.client.xrevrange(self.key(thread_id), "+", "-", count=1)
+        if not newest:
+            return 0
+        entry_id = newest[0][0]
+        return int((entry_id.decode() if isinstance(entry_id, bytes) else entry_id).split("-")[1])
+
+    async def wait(self, thread_id: str, after: int, timeout: float) -> list[dict[str, Any]]:
+        """Events after `after`, blocking in Redis up to `timeout` seconds for the first."""
+        found: Any = await self.client.xread(
+            {self.key(thread_id): f"0-{after}"}, count=1000, block=int(timeout * 1000)
+        )
+        return self._decode(found[0][1]) if found else []
+
+    async def delete(self, thread_id: str) -> None:
+        """Forget a thread's events."""
+        await self.client.delete(self.key(thread_id))
+
+
+class MemoryEventLog:
+    """The event log in process memory, when no Redis is configured: bounded per thread."""
+
+    def __init__(self, *, maxlen: int) -> None:
+        self._events: defaultdict[str, deque[dict[str, Any]]] = defaultdict(
+            lambda: deque(maxlen=maxlen)
+        )
+        self._changed: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
+
+    async def append(self, thread_id: str, events: list[dict[str, Any]]) -> None:
+        """Store numbered events, in order."""
+        self._events[thread_id].extend(events)
+        changed = self._changed.pop(thread_id, None)
+        if changed is not None:
+            changed.set()
+
+    async def read(self, thread_id: str, after: int, limit: int = 1000) -> list[dict[str, Any]]:
+        """Events with `seq` greater than `after`, oldest first."""
+        return [e for e in self._events.get(thread_id, ()) if e["seq"] > after][:limit]
+
+    async def last_seq(self, thread_id: str) -> int:
+        """The `seq` of the thread's newest event, 0 if none."""
+        events = self._events.get(thread_id)
+        return events[-1]["seq"] if events else 0
+
+    async def wait(self, thread_id: str, after: int, timeout: float) -> list[dict[str, Any]]:
+        """Events after `after`, waiting up to `timeout` seconds for the first."""
+        found = await self.read(thread_id, after)
+        if found:
+            return found
+        changed = self._changed[thread_id]
+        try:
+            await asyncio.wait_for(changed.wait(), timeout)
+        except TimeoutError:
+            return []
+        return await self.read(thread_id, after)
+
+    async def delete(self, thread_id: str) -> None:
+        """Forget a thread's events."""
+        self._events.pop(thread_id, None)

@@ -1,0 +1,105 @@
+"""Protocol events: from LangGraph's v3 stream to the wire, numbered per thread."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import orjson
+from langchain_core.messages import BaseMessage
+from langgraph.types import Overwrite
+from pydantic import BaseModel
+
+Terminal = Literal["completed", "failed", "interrupted"]
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, BaseMessage):
+        return value.model_dump()
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, Overwrite):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, set | frozenset):
+        return list(value)
+    return repr(value)
+
+
+def dumps(value: Any) -> bytes:
+    """JSON for the wire: messages as LangChain's dicts, anything else as best it can."""
+    return orjson.dumps(value, default=_default, option=orjson.OPT_NON_STR_KEYS)
+
+
+def to_wire(value: Any) -> Any:
+    """`value` as plain JSON data, ready to be stored or sent."""
+    return orjson.loads(dumps(value))
+
+
+def from_graph(event: Mapping[str, Any]) -> dict[str, Any]:
+    """Normalise one event of `astream_events(version="v3")` for the wire (no seq yet).
+
+    LangGraph reports a subgraph's lifecycle at the parent's namespace with the
+    subgraph's own in `data.namespace`; clients (the SDK among them) read the
+    subgraph's namespace from `params.namespace`, and take a root-namespace
+    `completed` as the end of the run, so it is moved there.
+    """
+    method = event["method"]
+    params = dict(event["params"])
+    data = params.get("data")
+    if method == "lifecycle" and isinstance(data, dict) and "namespace" in data:
+        data = dict(data)
+        params["namespace"] = list(data.pop("namespace"))
+        data.pop("trigger_call_id", None)
+    elif method == "messages" and isinstance(data, list | tuple) and len(data) == 2:
+        # LangGraph pairs each message event with the whole run metadata; the wire
+        # carries the event and the node that produced it.
+        data, metadata = data
+        if isinstance(metadata, Mapping) and metadata.get("langgraph_node"):
+            params["node"] = metadata["langgraph_node"]
+    elif method == "updates" and isinstance(data, Mapping) and len(data) == 1:
+        [(node, values)] = data.items()
+        data = {
+            "node": node,
+            "values": values if isinstance(values, Mapping) else {"value": values},
+        }
+    elif method == "custom":
+        name = data.get("type") if isinstance(data, Mapping) else None
+        data = {"name": name, "payload": data} if isinstance(name, str) else {"payload": data}
+    params["data"] = data
+    return {"type": "event", "method": method, "params": to_wire(params)}
+
+
+def lifecycle(
+    status: Literal["started", "completed", "failed", "interrupted"],
+    *,
+    run_id: str,
+    error: str | None = None,
+    code: str | None = None,
+) -> dict[str, Any]:
+    """A root lifecycle event: the run started, or ended and how."""
+    data: dict[str, Any] = {"event": status, "graph_name": "manager", "run_id": run_id}
+    if error is not None:
+        data["error"] = error
+    if code is not None:
+        data["code"] = code
+    return {
+        "type": "event",
+        "method": "lifecycle",
+        "params": {"namespace": [], "timestamp": int(time.time() * 1000), "data": data},
+    }
+
+
+def numbered(event: dict[str, Any], seq: int) -> dict[str, Any]:
+    """The event with its place in the thread's log: `seq`, and `event_id` for resume."""
+    return {**event, "seq": seq, "event_id": str(seq)}
+
+
+def is_terminal(event: Mapping[str, Any]) -> bool:
+    """Whether an event ends a run: a root lifecycle completed / failed / interrupted."""
+    if event.get("method") != "lifecycle" or event["params"].get("namespace"):
+        return False
+    return event["params"]["data"].get("event") in ("completed", "failed", "interrupted")

@@ -1,0 +1,191 @@
+"""The LangChain agent streaming protocol as ALMA speaks it: commands, results, filters.
+
+Shapes follow the `langchain-protocol` package (the types `langgraph-sdk`'s thread
+streams use); this module holds the pydantic models that validate what clients send,
+and the helpers that build what the server answers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ErrorCode = Literal[
+    "invalid_argument",
+    "unknown_command",
+    "unknown_error",
+    "no_such_run",
+    "no_such_subscription",
+    "no_such_namespace",
+    "no_such_interrupt",
+    "no_such_checkpoint",
+    "permission_denied",
+    "not_supported",
+]
+
+CHANNELS = frozenset(
+    {"values", "updates", "messages", "tools", "lifecycle", "input", "checkpoints", "tasks",
+     "custom"}
+)  # fmt: skip
+"""Channels a subscription may name, besides `custom:<name>`."""
+
+Namespace = list[str]
+
+
+class ProtocolError(Exception):
+    """A command failed in a way the client should hear about, with a protocol code."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code: ErrorCode = code
+        self.message = message
+
+
+class Command(BaseModel):
+    """A command envelope: `{"id": n, "method": "...", "params": {...}}`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: int = Field(ge=0)
+    method: str = Field(min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class SubscribeParams(BaseModel):
+    """Which events a subscription wants: channels, namespace prefixes, depth, cursor."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    channels: list[str] = Field(min_length=1)
+    namespaces: list[Namespace] | None = None
+    depth: int | None = Field(default=None, ge=0)
+    since: int | None = Field(default=None, ge=0)
+    """Replay events with a greater `seq` before going live."""
+
+    @field_validator("channels")
+    @classmethod
+    def _known_channels(cls, channels: list[str]) -> list[str]:
+        unknown = [c for c in channels if c not in CHANNELS and not c.startswith("custom:")]
+        if unknown:
+            raise ValueError(
+                f"unknown channel(s) {', '.join(unknown)}; use "
+                f"{', '.join(sorted(CHANNELS))} or custom:<name>"
+            )
+        return channels
+
+
+class RunStartParams(BaseModel):
+    """`run.start`: which graph, what input, and ALMA's run options."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    assistant_id: str = Field(min_length=1)
+    input: Any = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    context: dict[str, Any] = Field(default_factory=dict)
+    """Run context (router, route, refine, max_plan_steps); `config.configurable` works too."""
+    multitask_strategy: Literal["reject", "enqueue", "interrupt"] = "reject"
+    """What to do when the thread is busy with another run."""
+    on_disconnect: Literal["continue", "cancel"] = "continue"
+    """Whether the run is cancelled when the connection that started it goes away."""
+
+
+class RunCancelParams(BaseModel):
+    """`run.cancel` (an ALMA extension): stop a run of this thread."""
+
+    run_id: str = Field(min_length=1)
+
+
+class UnsubscribeParams(BaseModel):
+    """`subscription.unsubscribe`."""
+
+    subscription_id: str
+
+
+class ReconnectParams(BaseModel):
+    """`subscription.reconnect`: resume after the last event the client processed."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    run_id: str | None = None
+    last_event_id: str | None = None
+
+
+class StateGetParams(BaseModel):
+    """`state.get`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    namespace: Namespace = Field(default_factory=list)
+    keys: list[str] | None = None
+
+
+class ListCheckpointsParams(BaseModel):
+    """`state.listCheckpoints`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    namespace: Namespace = Field(default_factory=list)
+    limit: int = Field(default=50, ge=1, le=1000)
+    before: str | None = None
+
+
+def success(command_id: int, result: dict[str, Any]) -> dict[str, Any]:
+    """The answer to a command that worked."""
+    return {"type": "success", "id": command_id, "result": result}
+
+
+def failure(command_id: int | None, code: ErrorCode, message: str) -> dict[str, Any]:
+    """The answer to a command that failed."""
+    return {"type": "error", "id": command_id, "error": code, "message": message}
+
+
+# -- subscription matching (the same rules the SDK applies on its side) -----------------
+
+
+def _segment(segment: str) -> str:
+    return segment.split(":", 1)[0]
+
+
+def _prefix_matches(namespace: Namespace, prefix: Namespace) -> bool:
+    if len(prefix) > len(namespace):
+        return False
+    for wanted, candidate in zip(prefix, namespace, strict=False):
+        if candidate == wanted or (":" not in wanted and _segment(candidate) == wanted):
+            continue
+        return False
+    return True
+
+
+def channel_of(event: dict[str, Any]) -> str | None:
+    """The subscription channel an event belongs to."""
+    method = event.get("method")
+    if method == "custom":
+        data = event["params"].get("data")
+        name = data.get("name") if isinstance(data, dict) else None
+        return f"custom:{name}" if isinstance(name, str) else "custom"
+    if method == "input.requested":
+        return "input"
+    return method if method in CHANNELS else None
+
+
+def matches(event: dict[str, Any], subscription: SubscribeParams) -> bool:
+    """Whether a subscription wants an event: channel, namespace prefix, depth."""
+    channel = channel_of(event)
+    if channel is None:
+        return False
+    if channel not in subscription.channels and not (
+        channel.startswith("custom:") and "custom" in subscription.channels
+    ):
+        return False
+    if not subscription.namespaces:
+        return True
+    namespace = event["params"].get("namespace", [])
+    for prefix in subscription.namespaces:
+        if _prefix_matches(namespace, prefix) and (
+            subscription.depth is None or len(namespace) - len(prefix) <= subscription.depth
+        ):
+            return True
+    return False

@@ -1,0 +1,376 @@
+"""The run manager: runs execute as background tasks, independent of any connection.
+
+Each run streams the graph with LangGraph's v3 protocol events, numbers every event in
+the thread's log, stores it, and only then fans it out. A thread has one active run at
+a time (across processes); cancel reaches a run wherever it executes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.messages import AIMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.stream.transformers import CustomTransformer, UpdatesTransformer
+from redis.exceptions import RedisError
+
+from graphs.manager import ANSWER_NODES, ROUTE_NODES
+from nodes.run_context import RunContext
+from server.broker import Broker
+from server.coordination import ActiveRun, Control, RunLeases
+from server.event_log import EventLog
+from server.events import from_graph, lifecycle, numbered
+from server.protocol import ProtocolError, RunStartParams
+
+logger = logging.getLogger("alma.server")
+
+ASSISTANT_ID = "manager"
+_CONTEXT_FIELDS = frozenset(f.name for f in dataclasses.fields(RunContext))
+
+
+class Emitter:
+    """Numbers a run's events, appends them to the log, then fans them out — in order.
+
+    Events wait in a bounded queue and are written in batches: a burst of tokens costs
+    one Redis round trip, and a slow log slows the run instead of growing memory.
+    """
+
+    def __init__(self, *, thread_id: str, first_seq: int, log: EventLog, broker: Broker) -> None:
+        self.thread_id = thread_id
+        self.next_seq = first_seq
+        self.log = log
+        self.broker = broker
+        self.storage_error: Exception | None = None
+        self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=4096)
+        self._task = asyncio.create_task(self._flush())
+
+    async def emit(self, event: dict[str, Any]) -> None:
+        """Queue an event for the log and the subscribers."""
+        await self._queue.put(numbered(event, self.next_seq))
+        self.next_seq += 1
+
+    async def _flush(self) -> None:
+        while True:
+            first = await self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is None:
+                    await self._write(batch)
+                    return
+                batch.append(item)
+            await self._write(batch)
+
+    async def _write(self, batch: list[dict[str, Any]]) -> None:
+        if self.storage_error is None:
+            try:
+                await self.log.append(self.thread_id, batch)
+            except (RedisError, OSError) as exc:
+                # Subscribers here still hear how the run ends; resume is what is lost.
+                self.storage_error = exc
+                logger.error("event log of thread %s failed: %s", self.thread_id, exc)
+        self.broker.publish(self.thread_id, batch)
+
+    async def close(self) -> None:
+        """Write what is queued and stop."""
+        await self._queue.put(None)
+        await self._task
+
+
+@dataclass(eq=False)
+class Run:
+    """A run executing on this process."""
+
+    run_id: str
+    thread_id: str
+    task: asyncio.Task[None] | None = None
+    cancelled: bool = False
+    answer: dict[str, str] = field(default_factory=dict)
+    """Text streamed so far per answer message id, kept if the run is cancelled."""
+    answer_route: str | None = None
+    winding_down: bool = False
+    """The graph has stopped: the run is recording how it ended."""
+    stopper: asyncio.Task[None] | None = None
+
+
+class RunManager:
+    """Starts, tracks, cancels and drains the runs of this process."""
+
+    def __init__(
+        self,
+        *,
+        graph: CompiledStateGraph[Any, RunContext, Any, Any],
+        log: EventLog,
+        broker: Broker,
+        leases: RunLeases,
+        control: Control,
+        owner: str,
+        lease_seconds: float,
+        wait_seconds: float,
+    ) -> None:
+        self.graph = graph
+        self.log = log
+        self.broker = broker
+        self.leases = leases
+        self.control = control
+        self.owner = owner
+        self.lease_seconds = lease_seconds
+        self.wait_seconds = wait_seconds
+        self.runs: dict[str, Run] = {}
+        self.draining = False
+
+    # -- queries -------------------------------------------------------------------------
+
+    async def run_origin(self, thread_id: str) -> tuple[int, bool] | None:
+        """`(first_seq, is_local)` of the thread's active run, or `None`."""
+        holder = await self.leases.holder(thread_id)
+        if holder is None or holder.first_seq == 0:
+            return None
+        return holder.first_seq, holder.owner == self.owner
+
+    # -- start ---------------------------------------------------------------------------
+
+    async def start(self, thread_id: str, params: RunStartParams) -> Run:
+        """Start a run on a thread, honouring its multitask strategy.
+
+        Raises:
+            ProtocolError: for a bad request, a busy thread under `reject`, or a server
+                that is shutting down.
+        """
+        if self.draining:
+            raise ProtocolError(
+                "not_supported", "the server is shutting down; start the run on another one"
+            )
+        if params.assistant_id != ASSISTANT_ID:
+            raise ProtocolError(
+                "invalid_argument",
+                f"unknown assistant_id {params.assistant_id!r}; this server runs 'manager'",
+            )
+        context = self._context(params)
+        run = Run(run_id=str(uuid.uuid4()), thread_id=thread_id)
+        await self._take_thread(thread_id, run.run_id, params.multitask_strategy)
+        try:
+            first_seq = await self.log.last_seq(thread_id) + 1
+            active = ActiveRun(run_id=run.run_id, owner=self.owner, first_seq=first_seq)
+            await self.leases.renew(thread_id, active)
+        except BaseException:
+            await self.leases.release(thread_id, run.run_id)
+            raise
+        self.runs[run.run_id] = run
+        run.task = asyncio.create_task(self._execute(run, active, params, context))
+        with contextlib.suppress(Exception):
+            await self.control.publish(
+                {"kind": "started", "thread_id": thread_id, "first_seq": first_seq,
+                 "owner": self.owner}
+            )  # fmt: skip
+        return run
+
+    def _context(self, params: RunStartParams) -> RunContext:
+        configurable = params.config.get("configurable") or {}
+        chosen = {k: v for k, v in configurable.items() if k in _CONTEXT_FIELDS}
+        chosen.update(params.context)
+        unknown = set(chosen) - _CONTEXT_FIELDS
+        if unknown:
+            raise ProtocolError(
+                "invalid_argument", f"unknown context field(s): {', '.join(sorted(unknown))}"
+            )
+        try:
+            return RunContext(**chosen)
+        except (TypeError, ValueError) as exc:
+            raise ProtocolError("invalid_argument", f"invalid run context: {exc}") from exc
+
+    async def _take_thread(self, thread_id: str, run_id: str, strategy: str) -> None:
+        placeholder = ActiveRun(run_id=run_id, owner=self.owner, first_seq=0)
+        deadline = asyncio.get_running_loop().time() + self.wait_seconds
+        interrupted = False
+        while True:
+            holder = await self.leases.acquire(thread_id, placeholder)
+            if holder is None:
+                return
+            if strategy == "reject":
+                raise ProtocolError(
+                    "invalid_argument",
+                    f"thread {thread_id} is busy with run {holder.run_id}; wait for it, "
+                    "cancel it, or start with multitask_strategy 'enqueue' or 'interrupt'",
+                )
+            if strategy == "interrupt" and not interrupted:
+                await self.cancel(thread_id, holder.run_id)
+                interrupted = True
+            if asyncio.get_running_loop().time() > deadline:
+                raise ProtocolError(
+                    "invalid_argument",
+                    f"thread {thread_id} stayed busy with run {holder.run_id} for "
+                    f"{self.wait_seconds:g}s",
+                )
+            # The holder may be on another process: the lease is the only shared signal.
+            await asyncio.sleep(0.05)
+
+    # -- execute -------------------------------------------------------------------------
+
+    async def _execute(
+        self, run: Run, active: ActiveRun, params: RunStartParams, context: RunContext
+    ) -> None:
+        emitter = Emitter(
+            thread_id=run.thread_id, first_seq=active.first_seq, log=self.log, broker=self.broker
+        )
+        renewer = asyncio.create_task(self._keep_lease(run.thread_id, active))
+        config: RunnableConfig = {
+            "configurable": {"thread_id": run.thread_id},
+            "metadata": {**params.metadata, "run_id": run.run_id},
+            "run_id": uuid.UUID(run.run_id),
+        }
+        terminal: dict[str, Any]
+        try:
+            await emitter.emit(lifecycle("started", run_id=run.run_id))
+            stream = await self.graph.astream_events(
+                params.input,
+                config,
+                version="v3",
+                context=context,
+                transformers=[CustomTransformer, UpdatesTransformer],
+            )
+            async for event in stream:
+                wire = from_graph(event)
+                self._remember_answer(run, wire)
+                await emitter.emit(wire)
+            run.winding_down = True
+            state = await self.graph.aget_state(config)
+            error = state.values.get("error")
+            if error:
+                terminal = lifecycle(
+                    "failed", run_id=run.run_id, error=error["message"], code=error["code"]
+                )
+            else:
+                terminal = lifecycle("completed", run_id=run.run_id)
+        except asyncio.CancelledError:
+            run.winding_down = True
+            await self._keep_partial_answer(run, config)
+            terminal = lifecycle(
+                "failed", run_id=run.run_id, error="the run was cancelled", code="cancelled"
+            )
+        except (RedisError, OSError) as exc:
+            logger.error("run %s lost its storage: %s", run.run_id, exc)
+            terminal = lifecycle(
+                "failed",
+                run_id=run.run_id,
+                error=f"conversation storage failed: {exc}",
+                code="storage_unavailable",
+            )
+        except Exception as exc:
+            logger.exception("run %s failed", run.run_id)
+            terminal = lifecycle(
+                "failed", run_id=run.run_id, error=f"{type(exc).__name__}: {exc}", code="internal"
+            )
+        finally:
+            run.winding_down = True
+            renewer.cancel()
+        try:
+            await emitter.emit(terminal)
+            await emitter.close()
+        finally:
+            self.runs.pop(run.run_id, None)
+            with contextlib.suppress(RedisError, OSError):
+                await self.leases.release(run.thread_id, run.run_id)
+
+    async def _keep_lease(self, thread_id: str, active: ActiveRun) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            with contextlib.suppress(RedisError, OSError):
+                await self.leases.renew(thread_id, active)
+
+    @staticmethod
+    def _remember_answer(run: Run, event: dict[str, Any]) -> None:
+        params = event["params"]
+        if event["method"] != "messages" or params.get("node") not in ANSWER_NODES:
+            return
+        data = params["data"]
+        if data.get("event") == "message-start":
+            run.answer = {data["id"]: ""}
+            namespace = params.get("namespace") or [""]
+            run.answer_route = namespace[0].split(":", 1)[0] or None
+        elif data.get("event") == "content-block-delta" and run.answer:
+            delta = data.get("delta") or {}
+            if delta.get("type") == "text-delta":
+                [message_id] = run.answer
+                run.answer[message_id] += delta.get("text", "")
+
+    async def _keep_partial_answer(self, run: Run, config: RunnableConfig) -> None:
+        # Text the user already saw is kept in the thread, marked as cancelled.
+        if not run.answer or run.answer_route not in ROUTE_NODES:
+            return
+        [(message_id, text)] = run.answer.items()
+        if not text:
+            return
+        partial = AIMessage(text, id=message_id, response_metadata={"cancelled": True})
+        error = {
+            "code": "cancelled",
+            "message": "The answer was stopped before it finished.",
+            "retryable": True,
+            "node": run.answer_route,
+        }
+        try:
+            await self.graph.aupdate_state(
+                config, {"messages": [partial], "error": error}, as_node=run.answer_route
+            )
+        except Exception:
+            logger.exception("could not keep the partial answer of run %s", run.run_id)
+
+    # -- cancel and shutdown ---------------------------------------------------------------
+
+    async def cancel(self, thread_id: str, run_id: str) -> None:
+        """Cancel a run of `thread_id`, here or on whichever process executes it.
+
+        Raises:
+            ProtocolError: `no_such_run` when the thread has no such active run.
+        """
+        local = self.runs.get(run_id)
+        if local is not None and local.thread_id == thread_id:
+            self._cancel_local(local)
+            return
+        holder = await self.leases.holder(thread_id)
+        if holder is None or holder.run_id != run_id:
+            raise ProtocolError("no_such_run", f"thread {thread_id} has no active run {run_id}")
+        await self.control.publish({"kind": "cancel", "run_id": run_id})
+
+    def _cancel_local(self, run: Run) -> None:
+        if run.task is not None and not run.cancelled:
+            run.cancelled = True
+            run.stopper = asyncio.create_task(self._cancel_until_stopped(run, run.task))
+
+    @staticmethod
+    async def _cancel_until_stopped(run: Run, task: asyncio.Task[None]) -> None:
+        # On Python 3.11, `asyncio.wait_for` (used inside redis-py) can swallow a
+        # cancellation that lands as its inner call completes; ask again until the run
+        # has stopped streaming (its wind-down must not be cancelled itself).
+        while not task.done() and not run.winding_down:
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.25)
+
+    async def on_control(self, message: dict[str, Any]) -> None:
+        """Act on a message from another process (or this one)."""
+        if message.get("kind") == "cancel":
+            run = self.runs.get(str(message.get("run_id")))
+            if run is not None:
+                self._cancel_local(run)
+        elif message.get("kind") == "started" and message.get("owner") != self.owner:
+            self.broker.follow_remote_run(str(message["thread_id"]), int(message["first_seq"]) - 1)
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop taking runs; let running ones finish for `grace` seconds, then cancel them."""
+        self.draining = True
+        tasks = [run.task for run in self.runs.values() if run.task is not None]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for run in list(self.runs.values()):
+                self._cancel_local(run)
+            if pending:
+                await asyncio.wait(pending, timeout=10)

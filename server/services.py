@@ -1,0 +1,129 @@
+"""Everything a request needs, built once at start-up and handed to the routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from langgraph.graph.state import CompiledStateGraph
+
+from graphs.manager import build_manager_graph
+from memory.factory import Memory, open_memory
+from nodes.models import ModelProvider
+from nodes.run_context import RunContext
+from server.broker import Broker
+from server.coordination import (
+    Control,
+    MemoryControl,
+    MemoryRunLeases,
+    RedisControl,
+    RedisRunLeases,
+    RunLeases,
+)
+from server.event_log import EventLog, MemoryEventLog, RedisEventLog
+from server.runs import RunManager
+from server.settings import Settings
+
+logger = logging.getLogger("alma.server")
+
+
+@dataclass
+class Services:
+    """The service's parts, shared by every route of one process."""
+
+    settings: Settings
+    provider: ModelProvider
+    memory: Memory
+    graph: CompiledStateGraph[Any, RunContext, Any, Any]
+    log: EventLog
+    broker: Broker
+    leases: RunLeases
+    control: Control
+    runs: RunManager
+    instance: str
+    started: float = field(default_factory=time.time)
+    connections: set[Any] = field(default_factory=set)
+
+
+@asynccontextmanager
+async def open_services(settings: Settings) -> AsyncIterator[Services]:
+    """Build the service's parts, and take them down in order (runs drained first)."""
+    provider = ModelProvider.from_settings(settings)
+    logger.log(
+        logging.WARNING if provider.is_simulated else logging.INFO,
+        "model provider: %s",
+        provider.description,
+    )
+    async with open_memory(settings) as memory:
+        graph = build_manager_graph(
+            provider=provider,
+            checkpointer=memory.checkpointer,
+            cache=memory.cache,
+            cache_ttl=memory.cache_ttl,
+        )
+        log: EventLog
+        leases: RunLeases
+        control: Control
+        if memory.redis is not None:
+            log = RedisEventLog(
+                memory.redis,
+                prefix=memory.prefix,
+                maxlen=settings.event_log_maxlen,
+                ttl=settings.event_log_ttl,
+            )
+            leases = RedisRunLeases(
+                memory.redis, prefix=memory.prefix, lease=settings.run_lease_seconds
+            )
+            control = RedisControl(memory.redis, prefix=memory.prefix)
+        else:
+            log = MemoryEventLog(maxlen=settings.event_log_maxlen)
+            leases = MemoryRunLeases()
+            control = MemoryControl()
+        instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        runs: RunManager
+        broker = Broker(
+            log=log,
+            queue_size=settings.send_queue_size,
+            run_origin=lambda thread_id: runs.run_origin(thread_id),
+        )
+        runs = RunManager(
+            graph=graph,
+            log=log,
+            broker=broker,
+            leases=leases,
+            control=control,
+            owner=instance,
+            lease_seconds=settings.run_lease_seconds,
+            wait_seconds=settings.multitask_wait_seconds,
+        )
+        listener = asyncio.create_task(control.listen(runs.on_control))
+        services = Services(
+            settings=settings,
+            provider=provider,
+            memory=memory,
+            graph=graph,
+            log=log,
+            broker=broker,
+            leases=leases,
+            control=control,
+            runs=runs,
+            instance=instance,
+        )
+        try:
+            yield services
+        finally:
+            await runs.shutdown(settings.shutdown_grace_seconds)
+            await broker.close()
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+            await provider.aclose()

@@ -1,0 +1,90 @@
+"""LangGraph Studio's local server (`langgraph dev`) loads langgraph.json and runs the manager."""
+
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from langgraph_sdk import get_client
+
+from memory.aio import AsyncRedisSaver
+from tests.utils.processes import free_port, running
+from tests.utils.redis_server import RedisServer
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def studio_url(redis: RedisServer) -> Iterator[str]:
+    port = free_port()
+    cli = shutil.which("langgraph") or str(Path(sys.executable).with_name("langgraph"))
+    env = {
+        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+        "LANGGRAPH_NO_VERSION_CHECK": "true",
+        "ALMA_SIMULATED_TTFT": "0",
+        "ALMA_SIMULATED_TOKENS_PER_SECOND": "0",
+        "ALMA_REDIS_URL": redis.url,
+        "ALMA_REDIS_PREFIX": "studio-test",
+        "ALMA_REDIS_REQUIRED": "true",
+    }
+    command = [cli, "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1"]
+    with running([*command, "--port", str(port)], ready="Application started up", env=env):
+        yield f"http://127.0.0.1:{port}"
+
+
+async def test_studio_serves_the_manager_with_both_subgraphs(studio_url: str) -> None:
+    client = get_client(url=studio_url)
+    [assistant] = await client.assistants.search(graph_id="manager")
+    drawing = await client.assistants.get_graph(assistant["assistant_id"], xray=True)
+    nodes = {node["id"] for node in drawing["nodes"]}
+    assert {
+        "route",
+        "consult_router",
+        "creative:compose",
+        "analytical:plan",
+        "analytical:synthesise",
+    } <= nodes
+    schemas = await client.assistants.get_schemas(assistant["assistant_id"])
+    assert {"router", "route", "refine", "max_plan_steps"} <= set(
+        schemas["context_schema"]["properties"]
+    )
+
+
+async def test_sdk_streams_tokens_progress_and_state_from_subgraphs(
+    studio_url: str, redis: RedisServer
+) -> None:
+    client = get_client(url=studio_url)
+    thread = await client.threads.create()
+    events: list[tuple[str, object]] = []
+    async for part in client.runs.stream(
+        thread["thread_id"],
+        "manager",
+        input={"messages": [{"role": "user", "content": "Compare quicksort and mergesort"}]},
+        context={"router": "heuristic", "max_plan_steps": 2},
+        stream_mode=["messages-tuple", "updates", "custom"],
+        stream_subgraphs=True,
+    ):
+        events.append((part.event, part.data))
+
+    kinds = {event.split("|")[0] for event, _ in events}
+    assert {"metadata", "messages", "updates", "custom"} <= kinds
+    assert not [data for event, data in events if event == "error"]
+    tokens = [data for event, data in events if event.startswith("messages|analytical:")]
+    assert len(tokens) > 10
+    custom = [data for event, data in events if event.startswith("custom|analytical:")]
+    assert custom[0] == {"type": "plan", "steps": custom[0]["steps"]}  # type: ignore[index]
+    assert sum(1 for c in custom if c.get("status") == "finished") == 2  # type: ignore[union-attr]
+
+    state = await client.threads.get_state(thread["thread_id"])
+    values = state["values"]
+    assert isinstance(values, dict)
+    assert values["decision"]["route"] == "analytical"
+    assert values["messages"][-1]["type"] == "ai"
+    assert values["usage"]["nodes"]["analyse"]["calls"] == 2
+
+    # The thread lives in Redis, through langgraph.json's `checkpointer.path`.
+    async with AsyncRedisSaver.from_conn_string(redis.url, prefix="studio-test") as saver:
+        stored = await saver.aget_tuple({"configurable": {"thread_id": thread["thread_id"]}})
+    assert stored is not None
+    assert stored.checkpoint["channel_values"]["decision"]["route"] == "analytical"

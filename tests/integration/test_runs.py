@@ -1,0 +1,197 @@
+"""Runs over the protocol against `alma serve`: resume, cancel, busy threads, disconnects."""
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.utils.protocol_client import is_terminal, protocol_socket
+from tests.utils.redis_server import RedisServer
+from tests.utils.service import Service, alma_service
+
+pytestmark = pytest.mark.integration
+
+ANALYTICAL = "Compare quicksort and mergesort for 10M integers"
+
+
+@pytest.fixture(scope="module")
+def service(redis: RedisServer) -> Iterator[Service]:
+    # Paced so that a run lasts a few seconds: long enough to drop, cancel or queue.
+    with alma_service(
+        redis.url, prefix="runs-test", env={"ALMA_SIMULATED_TOKENS_PER_SECOND": "250"}
+    ) as running:
+        yield running
+
+
+def thread() -> str:
+    return f"t-{uuid.uuid4().hex[:10]}"
+
+
+def terminal_of(events: list[dict[str, Any]]) -> dict[str, Any]:
+    assert events and is_terminal(events[-1]), events[-3:]
+    data: dict[str, Any] = events[-1]["params"]["data"]
+    return data
+
+
+async def test_a_creative_run_streams_tokens_from_compose_in_its_subgraph(
+    service: Service,
+) -> None:
+    async with protocol_socket(service.url, thread()) as socket:
+        await socket.subscribe("lifecycle", "messages", "updates")
+        await socket.start("Write a haiku about rivers")
+        events = await socket.until_terminal()
+    assert terminal_of(events)["event"] == "completed"
+    deltas = [e for e in events if e["method"] == "messages"
+              and e["params"]["data"]["event"] == "content-block-delta"]  # fmt: skip
+    assert deltas and {e["params"]["node"] for e in deltas} == {"compose"}
+    assert all(e["params"]["namespace"][0].startswith("creative:") for e in deltas)
+    route = [
+        e for e in events if e["method"] == "updates" and e["params"]["data"]["node"] == "route"
+    ]
+    assert route[0]["params"]["data"]["values"]["decision"]["route"] == "creative"
+    subgraph = [e for e in events if e["method"] == "lifecycle" and e["params"]["namespace"]]
+    assert [e["params"]["data"]["event"] for e in subgraph] == ["started", "completed"]
+
+
+async def test_a_dropped_connection_resumes_with_no_gap_and_no_duplicate(
+    service: Service,
+) -> None:
+    thread_id = thread()
+    async with protocol_socket(service.url, thread_id) as first:
+        await first.subscribe("lifecycle", "messages", "custom")
+        await first.start(ANALYTICAL, context={"max_plan_steps": 2})
+        seen = [await first.next_event() for _ in range(25)]
+    # The connection is gone; the run goes on. Resume from the last event seen.
+    last = seen[-1]["seq"]
+    async with protocol_socket(service.url, thread_id) as second:
+        await second.subscribe("lifecycle", "messages", "custom", since=last)
+        rest = await second.until_terminal()
+    # The whole run, replayed from the log with the same filter, is exactly the two halves.
+    async with protocol_socket(service.url, thread_id) as replay:
+        await replay.subscribe("lifecycle", "messages", "custom", since=0)
+        everything = await replay.until_terminal()
+    assert [e["seq"] for e in [*seen, *rest]] == [e["seq"] for e in everything]
+    assert [*seen, *rest] == everything
+    assert terminal_of(everything)["event"] == "completed"
+
+
+async def test_cancel_stops_the_run_and_keeps_what_was_streamed(service: Service) -> None:
+    thread_id = thread()
+    async with protocol_socket(service.url, thread_id) as socket:
+        await socket.subscribe("lifecycle", "messages")
+        run_id = await socket.start("Write a story about a lighthouse keeper")
+        streamed = ""
+        while len(streamed) < 40:
+            event = await socket.next_event()
+            assert event is not None
+            data = event["params"]["data"]
+            if event["method"] == "messages" and data["event"] == "content-block-delta":
+                streamed += data["delta"]["text"]
+        answer = await socket.command("run.cancel", run_id=run_id)
+        assert answer["type"] == "success"
+        events = await socket.until_terminal(timeout=10)
+    ended = terminal_of(events)
+    assert (ended["event"], ended["code"]) == ("failed", "cancelled")
+
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        state = (await client.get(f"/threads/{thread_id}/state")).json()["values"]
+    partial = state["messages"][-1]
+    assert partial["type"] == "ai"
+    assert partial["response_metadata"]["cancelled"] is True
+    assert partial["content"].startswith(streamed)
+    assert state["error"]["code"] == "cancelled"
+
+
+async def test_cancelling_an_unknown_run_is_an_error(service: Service) -> None:
+    async with protocol_socket(service.url, thread()) as socket:
+        answer = await socket.command("run.cancel", run_id="nope")
+    assert (answer["type"], answer["error"]) == ("error", "no_such_run")
+
+
+async def test_a_busy_thread_rejects_by_default(service: Service) -> None:
+    async with protocol_socket(service.url, thread()) as socket:
+        await socket.subscribe("lifecycle")
+        await socket.start(ANALYTICAL)
+        second = await socket.command(
+            "run.start", assistant_id="manager", input={"messages": [("user", "hi")]}
+        )
+        assert second["type"] == "error"
+        assert "busy" in second["message"]
+        await socket.until_terminal()
+
+
+async def test_enqueue_runs_after_the_active_run(service: Service) -> None:
+    async with protocol_socket(service.url, thread()) as socket:
+        await socket.subscribe("lifecycle")
+        first = await socket.start("Write a haiku about rivers")
+        second = await socket.start("Write a haiku about seas", multitask_strategy="enqueue")
+        ends = [terminal_of(await socket.until_terminal()) for _ in range(2)]
+    assert [(e["run_id"], e["event"]) for e in ends] == [
+        (first, "completed"),
+        (second, "completed"),
+    ]
+
+
+async def test_interrupt_cancels_the_active_run_first(service: Service) -> None:
+    async with protocol_socket(service.url, thread()) as socket:
+        await socket.subscribe("lifecycle")
+        first = await socket.start(ANALYTICAL)
+        second = await socket.start("Write a haiku about seas", multitask_strategy="interrupt")
+        ends = [terminal_of(await socket.until_terminal()) for _ in range(2)]
+    assert [(e["run_id"], e["event"], e.get("code")) for e in ends] == [
+        (first, "failed", "cancelled"),
+        (second, "completed", None),
+    ]
+
+
+@pytest.mark.parametrize(("policy", "outcome"), [("cancel", "cancelled"), ("continue", None)])
+async def test_disconnect_policy(service: Service, policy: str, outcome: str | None) -> None:
+    thread_id = thread()
+    async with protocol_socket(service.url, thread_id) as socket:
+        await socket.subscribe("lifecycle", "messages")
+        await socket.start("Write a haiku about rivers", on_disconnect=policy)
+        await socket.next_event()
+    async with protocol_socket(service.url, thread_id) as watcher:
+        await watcher.subscribe("lifecycle", since=0)
+        events = await watcher.until_terminal()
+    assert terminal_of(events).get("code") == outcome
+
+
+async def test_bad_commands_get_protocol_errors(service: Service) -> None:
+    async with protocol_socket(service.url, thread()) as socket:
+        unknown = await socket.command("run.explode")
+        bad = await socket.command("run.start", assistant_id="nobody", input=None)
+        channels = await socket.command("subscription.subscribe", channels=["nonsense"])
+    assert unknown["error"] == "unknown_command"
+    assert bad["error"] == "invalid_argument" and "nobody" in bad["message"]
+    assert channels["error"] == "invalid_argument" and "nonsense" in channels["message"]
+
+
+async def test_commands_work_over_plain_http(service: Service) -> None:
+    thread_id = thread()
+    async with protocol_socket(service.url, thread_id) as socket:
+        await socket.subscribe("lifecycle")
+        async with httpx.AsyncClient(base_url=service.url) as client:
+            started = await client.post(
+                f"/threads/{thread_id}/commands",
+                json={"id": 7, "method": "run.start", "params": {
+                    "assistant_id": "manager",
+                    "input": {"messages": [{"role": "user", "content": "Write a haiku"}]},
+                }},
+            )  # fmt: skip
+            assert started.json()["type"] == "success"
+            await socket.until_terminal()
+            state = await client.post(
+                f"/threads/{thread_id}/commands",
+                json={"id": 8, "method": "state.get", "params": {"namespace": []}},
+            )
+            listing = await client.post(
+                f"/threads/{thread_id}/commands",
+                json={"id": 9, "method": "state.listCheckpoints", "params": {"limit": 3}},
+            )
+    assert state.json()["result"]["values"]["messages"][-1]["type"] == "ai"
+    assert len(listing.json()["result"]["checkpoints"]) == 3
+    await asyncio.sleep(0)

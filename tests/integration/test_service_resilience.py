@@ -1,0 +1,191 @@
+"""The service under strain: many processes, many dropped connections, slow readers,
+shutdown, and Redis dying under it."""
+
+import asyncio
+import os
+import signal
+import socket
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.utils.protocol_client import is_terminal, protocol_socket
+from tests.utils.redis_server import RedisServer, redis_server
+from tests.utils.service import alma_service
+
+pytestmark = pytest.mark.integration
+
+PACED = {"ALMA_SIMULATED_TOKENS_PER_SECOND": "250"}
+ANALYTICAL = "Compare quicksort and mergesort for 10M integers"
+
+
+def thread() -> str:
+    return f"t-{uuid.uuid4().hex[:10]}"
+
+
+async def stats(url: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=url) as client:
+        result: dict[str, Any] = (await client.get("/stats")).json()
+        return result
+
+
+async def test_a_second_process_resumes_a_run_of_the_first(redis: RedisServer) -> None:
+    with (
+        alma_service(redis.url, prefix="multi", env=PACED) as first,
+        alma_service(redis.url, prefix="multi", env=PACED) as second,
+    ):
+        thread_id = thread()
+        async with protocol_socket(first.url, thread_id) as socket:
+            await socket.subscribe("lifecycle", "messages")
+            await socket.start(ANALYTICAL, context={"max_plan_steps": 2})
+            seen = [await socket.next_event() for _ in range(10)]
+        async with protocol_socket(second.url, thread_id) as elsewhere:
+            await elsewhere.subscribe("lifecycle", "messages", since=seen[-1]["seq"])
+            rest = await elsewhere.until_terminal()
+            # Cancel, too, reaches across processes.
+            other = await elsewhere.command("run.cancel", run_id="not-running")
+        assert other["error"] == "no_such_run"
+        async with protocol_socket(second.url, thread_id) as replay:
+            await replay.subscribe("lifecycle", "messages", since=0)
+            everything = await replay.until_terminal()
+        assert [*seen, *rest] == everything
+        assert everything[-1]["params"]["data"]["event"] == "completed"
+
+
+async def test_cancel_reaches_a_run_on_another_process(redis: RedisServer) -> None:
+    with (
+        alma_service(redis.url, prefix="multi", env=PACED) as first,
+        alma_service(redis.url, prefix="multi", env=PACED) as second,
+    ):
+        thread_id = thread()
+        async with protocol_socket(first.url, thread_id) as socket:
+            await socket.subscribe("lifecycle")
+            run_id = await socket.start(ANALYTICAL)
+            async with protocol_socket(second.url, thread_id) as remote:
+                answer = await remote.command("run.cancel", run_id=run_id)
+                assert answer["type"] == "success", answer
+            events = await socket.until_terminal(timeout=15)
+        assert events[-1]["params"]["data"]["code"] == "cancelled"
+
+
+async def test_five_hundred_dropped_connections_leave_nothing_behind(
+    redis: RedisServer,
+) -> None:
+    with alma_service(redis.url, prefix="leaks", env=PACED) as service:
+        await asyncio.sleep(0.5)  # let start-up tasks settle before taking the baseline
+        baseline = await stats(service.url)
+        thread_id = thread()
+        async with protocol_socket(service.url, thread_id) as owner:
+            await owner.subscribe("lifecycle")
+            await owner.start(ANALYTICAL, context={"max_plan_steps": 3})
+
+            async def drop_mid_stream() -> None:
+                url = service.url.replace("http", "ws") + f"/threads/{thread_id}/stream/events"
+                async with connect(url) as websocket:
+                    await websocket.send(
+                        '{"id": 1, "method": "subscription.subscribe",'
+                        ' "params": {"channels": ["messages"]}}'
+                    )
+                    await websocket.recv()  # the answer
+                    await websocket.recv()  # and an event: mid-stream
+                # leaving the block drops the connection
+
+            for _ in range(10):
+                await asyncio.gather(*(drop_mid_stream() for _ in range(50)))
+            during = await stats(service.url)
+            assert during["active_runs"] == 1
+            await owner.until_terminal()
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:
+            after = await stats(service.url)
+            settled = (after["subscriptions"], after["websockets"], after["active_runs"]) == (
+                0,
+                0,
+                0,
+            )
+            if settled and after["tasks"] <= baseline["tasks"]:
+                break
+            assert asyncio.get_running_loop().time() < deadline, (baseline, after)
+            await asyncio.sleep(0.1)  # the server tears connections down on its own time
+        assert after["topics"] == 0
+
+
+async def test_a_slow_reader_is_closed_and_can_resume(redis: RedisServer) -> None:
+    env = {**PACED, "ALMA_SIMULATED_TOKENS_PER_SECOND": "0", "ALMA_SEND_QUEUE_SIZE": "16"}
+    with alma_service(redis.url, prefix="slow", env=env) as service:
+        thread_id = thread()
+        # A reader that never reads, with the smallest socket buffer the kernel allows.
+        raw = socket.create_connection(("127.0.0.1", service.port))
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+        url = service.url.replace("http", "ws") + f"/threads/{thread_id}/stream/events"
+        async with connect(url, sock=raw, max_queue=1) as slow:
+            await slow.send(
+                '{"id": 1, "method": "subscription.subscribe", "params": {"channels": '
+                '["messages", "values", "updates", "lifecycle"]}}'
+            )
+            async with protocol_socket(service.url, thread_id) as owner:
+                await owner.subscribe("lifecycle")
+                for _ in range(3):
+                    await owner.start(ANALYTICAL, context={"max_plan_steps": 8})
+                    await owner.until_terminal()
+            # Now read: the server gave up on this connection.
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    await asyncio.wait_for(slow.recv(), timeout=10)
+            assert slow.close_code == 4008
+            assert "resume with since=" in (slow.close_reason or "")
+        health = await stats(service.url)
+        assert health["subscriptions"] == 0
+
+
+async def test_shutdown_lets_runs_finish_and_tells_clients(redis: RedisServer) -> None:
+    env = {**PACED, "ALMA_SHUTDOWN_GRACE_SECONDS": "20"}
+    with alma_service(redis.url, prefix="drain", env=env) as service:
+        thread_id = thread()
+        async with protocol_socket(service.url, thread_id) as socket:
+            await socket.subscribe("lifecycle")
+            await socket.start("Write a haiku about rivers")
+            os.kill(service.process.process.pid, signal.SIGTERM)
+            while await socket.next_event() is not None:
+                pass
+            assert socket.close_code in (1001, 1012)
+        assert service.process.process.wait(timeout=30) == 0
+    # The run finished within the grace period, and its end is in the log for resume.
+    with alma_service(redis.url, prefix="drain") as again:
+        async with protocol_socket(again.url, thread_id) as replay:
+            await replay.subscribe("lifecycle", since=0)
+            events = await replay.until_terminal()
+        assert events[-1]["params"]["data"]["event"] == "completed"
+
+
+async def test_redis_dying_mid_run_fails_the_run_not_the_server(tmp_path: Path) -> None:
+    with redis_server(tmp_path) as first_redis:
+        port = first_redis.port
+        with alma_service(first_redis.url, prefix="fault", env=PACED) as service:
+            async with protocol_socket(service.url, thread()) as socket:
+                await socket.subscribe("lifecycle", "messages")
+                await socket.start(ANALYTICAL)
+                await socket.next_event()
+                first_redis.process.kill()
+                events = await socket.until_terminal(timeout=90)
+            ended = events[-1]["params"]["data"]
+            assert is_terminal(events[-1]) and ended["event"] == "failed"
+            assert ended["code"] == "storage_unavailable"
+            async with httpx.AsyncClient(base_url=service.url) as client:
+                assert (await client.get("/health")).status_code == 200
+                down = await client.get("/ready")
+                assert down.status_code == 503
+                assert down.json()["components"]["redis"]["status"] == "down"
+                with redis_server(tmp_path, port=port):
+                    up = await client.get("/ready")
+                    assert up.status_code == 200, up.json()
+                    async with protocol_socket(service.url, thread()) as socket:
+                        await socket.subscribe("lifecycle")
+                        await socket.start("Write a haiku about rivers")
+                        events = await socket.until_terminal()
+                    assert events[-1]["params"]["data"]["event"] == "completed"
