@@ -48,6 +48,9 @@ class Subscription:
     """The highest `seq` queued: an event can reach a subscription from its replay and
     live (the log is written before fan-out), and must be sent once."""
     overflowed: bool = False
+    on_overflow: Callable[[SlowConsumerError], None] | None = None
+    """Told at once when the queue overflows: the consumer may be stuck in a send and
+    never come back to read the queue."""
     _replaying: bool = True
     _backlog: list[dict[str, Any]] = field(default_factory=list)
 
@@ -67,6 +70,8 @@ class Subscription:
             self.overflowed = True
             self.queue = asyncio.Queue(maxsize=1)
             self.queue.put_nowait(None)
+            if self.on_overflow is not None:
+                self.on_overflow(SlowConsumerError(self.delivered))
 
     def finish_replay(self, replayed: list[dict[str, Any]]) -> None:
         """Queue the replayed events, then the live ones that came meanwhile, once each."""

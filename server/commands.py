@@ -41,13 +41,21 @@ class Connection:
     subscriptions: dict[str, tuple[Subscription, asyncio.Task[None]]] = field(default_factory=dict)
     cancel_on_close: set[str] = field(default_factory=set)
 
+    closing: asyncio.Task[None] | None = None
+    """Closing the WebSocket as too slow, once that has begun."""
+
     async def pump(self, subscription: Subscription) -> None:
         """Send a subscription's events to the client as they come."""
         try:
             async for event in subscription.events():
                 await self.send(event)
         except SlowConsumerError as exc:
-            await self.on_slow(exc)
+            self.too_slow(exc)
+
+    def too_slow(self, exc: SlowConsumerError) -> None:
+        """Close the connection as too slow (once); the client resumes from the log."""
+        if self.closing is None:
+            self.closing = asyncio.create_task(self.on_slow(exc))
 
 
 _Params = TypeVar("_Params", bound=BaseModel)
@@ -110,8 +118,7 @@ async def _subscription(
     if command.method == "subscription.subscribe":
         params = _params(SubscribeParams, command.params)
         subscription = await broker.subscribe(thread_id, params)
-        task = asyncio.create_task(connection.pump(subscription))
-        connection.subscriptions[subscription.id] = (subscription, task)
+        _attach(services, connection, subscription)
         return {"subscription_id": subscription.id}
     if command.method == "subscription.unsubscribe":
         unsubscribe = _params(UnsubscribeParams, command.params)
@@ -132,12 +139,25 @@ async def _subscription(
             fresh = await broker.subscribe(thread_id, params)
             missed += fresh.queue.qsize()
             del connection.subscriptions[key]
-            connection.subscriptions[fresh.id] = (
-                fresh,
-                asyncio.create_task(connection.pump(fresh)),
-            )
+            _attach(services, connection, fresh)
         return {"restored": True, "missed_events": missed}
     raise ProtocolError("unknown_command", f"unknown command {command.method!r}")
+
+
+def _attach(services: Services, connection: Connection, subscription: Subscription) -> None:
+    """Pump a subscription's events into the connection until it ends or overflows."""
+    task = asyncio.create_task(connection.pump(subscription))
+    connection.subscriptions[subscription.id] = (subscription, task)
+
+    def overflowed(exc: SlowConsumerError) -> None:
+        # The pump may be stuck in a send to a client that stopped reading: stop it
+        # and close the connection now rather than when the client reads again.
+        found = connection.subscriptions.pop(subscription.id, None)
+        if found is not None:
+            close_subscription(services, *found)
+        connection.too_slow(exc)
+
+    subscription.on_overflow = overflowed
 
 
 def _seq(event_id: str | None) -> int:
@@ -164,6 +184,8 @@ async def close_connection(services: Services, connection: Connection) -> None:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+    if connection.closing is not None and not connection.closing.done():
+        connection.closing.cancel()
     for run_id in connection.cancel_on_close:
         run = services.runs.runs.get(run_id)
         if run is not None:

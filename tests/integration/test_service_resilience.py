@@ -76,29 +76,36 @@ async def test_cancel_reaches_a_run_on_another_process(redis: RedisServer) -> No
 async def test_five_hundred_dropped_connections_leave_nothing_behind(
     redis: RedisServer,
 ) -> None:
-    with alma_service(redis.url, prefix="leaks", env=PACED) as service:
+    # Slow enough that the run outlasts all 500 connections.
+    env = {"ALMA_SIMULATED_TOKENS_PER_SECOND": "20"}
+    with alma_service(redis.url, prefix="leaks", env=env) as service:
         await asyncio.sleep(0.5)  # let start-up tasks settle before taking the baseline
         baseline = await stats(service.url)
         thread_id = thread()
         async with protocol_socket(service.url, thread_id) as owner:
             await owner.subscribe("lifecycle")
-            await owner.start(ANALYTICAL, context={"max_plan_steps": 3})
+            run_id = await owner.start(ANALYTICAL, context={"max_plan_steps": 8})
 
-            async def drop_mid_stream() -> None:
+            async def drop_mid_stream(abruptly: bool) -> None:
                 url = service.url.replace("http", "ws") + f"/threads/{thread_id}/stream/events"
-                async with connect(url) as websocket:
+                # No client-side flow control: while closing, a paused reader would
+                # not see the server's close frame behind the tokens still coming.
+                async with connect(url, max_queue=None) as websocket:
                     await websocket.send(
                         '{"id": 1, "method": "subscription.subscribe",'
                         ' "params": {"channels": ["messages"]}}'
                     )
                     await websocket.recv()  # the answer
                     await websocket.recv()  # and an event: mid-stream
-                # leaving the block drops the connection
+                    if abruptly:
+                        websocket.transport.abort()  # as a network failure would
+                # else leaving the block closes the connection cleanly
 
             for _ in range(10):
-                await asyncio.gather(*(drop_mid_stream() for _ in range(50)))
+                await asyncio.gather(*(drop_mid_stream(i % 2 == 0) for i in range(50)))
             during = await stats(service.url)
             assert during["active_runs"] == 1
+            await owner.command("run.cancel", run_id=run_id)
             await owner.until_terminal()
         deadline = asyncio.get_running_loop().time() + 10
         while True:
@@ -154,7 +161,9 @@ async def test_shutdown_lets_runs_finish_and_tells_clients(redis: RedisServer) -
             while await socket.next_event() is not None:
                 pass
             assert socket.close_code in (1001, 1012)
-        assert service.process.process.wait(timeout=30) == 0
+        # Uvicorn drains, then ends by the signal it caught, as the convention wants.
+        assert service.process.process.wait(timeout=30) == -signal.SIGTERM
+        assert any("Application shutdown complete" in line for line in service.process.output)
     # The run finished within the grace period, and its end is in the log for resume.
     with alma_service(redis.url, prefix="drain") as again:
         async with protocol_socket(again.url, thread_id) as replay:
