@@ -497,7 +497,8 @@ class RedisTarget:
     where: str
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A free TCP port on loopback."""
     with socket.socket() as sock:
         sock.bind((LOOPBACK, 0))
         port: int = sock.getsockname()[1]
@@ -560,7 +561,7 @@ def local_redis() -> Iterator[RedisTarget]:
     if executable is None:
         raise BenchError("redis-server is not on PATH; install it or pass --redis-url")
     with tempfile.TemporaryDirectory(prefix="alma-bench-redis-") as directory:
-        port = _free_port()
+        port = free_port()
         log = Path(directory) / "redis-server.log"
         command = [executable, "--port", str(port), "--bind", LOOPBACK]
         command += ["--save", "", "--appendonly", "no", "--dir", directory]

@@ -41,11 +41,27 @@ def _options() -> dict[str, Any]:
     }
 
 
-def async_client(url: str, *, cluster: bool = False) -> redis.asyncio.Redis | AsyncRedisCluster:
-    """An async client for `url`, resilient to restarts."""
+def async_client(
+    url: str,
+    *,
+    cluster: bool = False,
+    max_connections: int = 256,
+    pool_timeout: float = 10.0,
+) -> redis.asyncio.Redis | AsyncRedisCluster:
+    """An async client for `url`, resilient to restarts.
+
+    When all `max_connections` are busy a command waits up to `pool_timeout` seconds for
+    one: a burst of runs queues for Redis instead of failing (redis-py's default pool
+    raises "Too many connections" at its limit).
+    """
     if cluster:
-        return AsyncRedisCluster.from_url(url, retry=_options()["retry"])
-    return redis.asyncio.Redis.from_url(url, **_options())
+        return AsyncRedisCluster.from_url(
+            url, retry=_options()["retry"], max_connections=max_connections
+        )
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=pool_timeout, **_options()
+    )
+    return redis.asyncio.Redis.from_pool(pool)
 
 
 def sync_client(url: str, *, cluster: bool = False) -> redis.Redis | RedisCluster:

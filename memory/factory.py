@@ -72,7 +72,12 @@ async def open_memory(settings: MemorySettings) -> AsyncIterator[Memory]:
             raise RedisUnavailableError("ALMA_REDIS_REQUIRED is set but ALMA_REDIS_URL is empty")
         yield _in_process("no Redis configured (ALMA_REDIS_URL is empty)", settings.cache_ttl)
         return
-    client = async_client(url, cluster=settings.redis_cluster)
+    client = async_client(
+        url,
+        cluster=settings.redis_cluster,
+        max_connections=settings.redis_max_connections,
+        pool_timeout=settings.redis_pool_timeout,
+    )
     try:
         saver = AsyncRedisSaver(
             client,

@@ -25,6 +25,17 @@ class MemorySettings(BaseSettings):
         default=False,
         description="Refuse to start without Redis instead of falling back to memory.",
     )
+    redis_max_connections: int = Field(
+        default=256,
+        ge=4,
+        le=10_000,
+        description="Most Redis connections per process; further commands wait for one.",
+    )
+    redis_pool_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a command waits for a free Redis connection before failing.",
+    )
     redis_prefix: str = Field(default="alma", min_length=1, description="Prefix of every key.")
     thread_ttl: int = Field(
         default=THIRTY_DAYS,

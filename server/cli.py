@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from langchain_core.runnables import RunnableConfig
 from pydantic import ValidationError
 from redis.exceptions import RedisError
+from websockets.exceptions import InvalidHandshake, InvalidURI
 
 from graphs.manager import build_manager_graph
 from memory.factory import RedisUnavailableError, open_memory
@@ -19,8 +20,9 @@ from memory.settings import MemorySettings
 from nodes.errors import AlmaError
 from nodes.models import ModelProvider, ModelSettings
 from nodes.run_context import RunContext
+from server.client import CommandError, open_thread
 from server.settings import Settings
-from server.terminal import Style, render_run
+from server.terminal import Style, render_remote_run, render_run
 
 logger = logging.getLogger("alma")
 
@@ -42,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     chat.add_argument("--refine", action="store_true", help="creative: edit the draft once")
     chat.add_argument("--max-steps", type=int, default=4, help="analytical: most plan steps")
+    chat.add_argument(
+        "--url",
+        help="a running server to talk to (ws://host:port or http://host:port) "
+        "instead of running the graph in this process",
+    )
     chat.add_argument("--verbose", "-v", action="store_true", help="log at debug level")
     serve = commands.add_parser("serve", help="run the streaming service (HTTP, SSE, WebSocket)")
     serve.add_argument("--host", help="address to listen on (default: ALMA_HOST)")
@@ -72,15 +79,17 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def _chat(args: argparse.Namespace) -> int:
-    provider = ModelProvider.from_settings(ModelSettings())
-    logger.info("model provider: %s", provider.description)
     context = RunContext(
         router=args.router, route=args.route, refine=args.refine, max_plan_steps=args.max_steps
     )
     thread_id = args.thread or str(uuid.uuid4())
-    config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
     style = Style(enabled=sys.stdout.isatty())
     messages: Iterable[str] = [args.message] if args.message else _read_messages(style)
+    if args.url:
+        return await _chat_remote(args.url, messages, thread_id, context, style)
+    provider = ModelProvider.from_settings(ModelSettings())
+    logger.info("model provider: %s", provider.description)
+    config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
     status = 0
     try:
         async with open_memory(MemorySettings()) as memory:
@@ -97,6 +106,26 @@ async def _chat(args: argparse.Namespace) -> int:
                 status = 1 if report.error else status
     finally:
         await provider.aclose()
+    return status
+
+
+async def _chat_remote(
+    url: str, messages: Iterable[str], thread_id: str, context: RunContext, style: Style
+) -> int:
+    status = 0
+    try:
+        async with open_thread(url, thread_id) as client:
+            for message in messages:
+                report = await render_remote_run(
+                    client, message, thread_id=thread_id, context=context, style=style
+                )
+                status = 1 if report.error else status
+    except CommandError as exc:
+        print(f"alma: the server refused: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, InvalidURI, InvalidHandshake, ConnectionError) as exc:
+        print(f"alma: cannot talk to {url}: {exc}", file=sys.stderr)
+        return 1
     return status
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -29,7 +29,7 @@ from server.protocol import (
 from server.services import Services
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
-OnSlow = Callable[[SlowConsumerError], Awaitable[None]]
+OnSlow = Callable[[SlowConsumerError], Coroutine[Any, Any, None]]
 
 
 @dataclass(eq=False)

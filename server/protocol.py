@@ -132,6 +132,16 @@ class ListCheckpointsParams(BaseModel):
     before: str | None = None
 
 
+class CommandAnswer(BaseModel):
+    """The answer to a command: `success` with a result, or `error` with a code and message."""
+
+    type: Literal["success", "error"]
+    id: int | None
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    message: str | None = None
+
+
 def success(command_id: int, result: dict[str, Any]) -> dict[str, Any]:
     """The answer to a command that worked."""
     return {"type": "success", "id": command_id, "result": result}

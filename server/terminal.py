@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -14,6 +15,8 @@ from langgraph.graph.state import CompiledStateGraph
 
 from graphs.manager import ANSWER_NODES
 from nodes.run_context import RunContext
+from server.client import ProtocolClient
+from server.events import is_terminal
 
 # The analysis steps stream as working notes; the planner's and router's raw output is
 # shown in digested form instead.
@@ -78,6 +81,63 @@ async def _stream(
         yield tuple(namespace), str(mode), data
 
 
+class RunPrinter:
+    """Prints what a run shows as it comes: route, plan and progress, tokens, summary.
+
+    Fed by a graph running in this process or by a server's protocol events alike.
+    """
+
+    def __init__(self, report: RunReport, out: TextIO, style: Style) -> None:
+        """Print `report`'s run to `out`."""
+        self.report = report
+        self.out = out
+        self.style = style
+        self._in_note = False
+
+    def token(self, node: str | None, text: str) -> None:
+        """A token of the answer, or of the analysis notes; other nodes' are not shown."""
+        if not text or node not in ANSWER_NODES | NOTE_NODES:
+            return
+        report = self.report
+        if report.first_token is None:
+            report.first_token = time.perf_counter()
+        report.tokens += 1
+        if node in ANSWER_NODES:
+            if self._in_note:
+                self.out.write("\n\n")
+                self._in_note = False
+            self.out.write(text)
+        else:
+            self._in_note = True
+            self.out.write(self.style.dim(text))
+        self.out.flush()
+
+    def progress(self, event: Any) -> None:
+        """A custom stream event: the plan, or a step starting or finishing."""
+        _show_progress(event, self.out, self.style)
+        self._in_note = False
+
+    def update(self, node_update: Any) -> None:
+        """A root node's update; the route decision is shown."""
+        # The decision comes from `route`, `consult_router`, or the fallback of the
+        # latter's error handler.
+        if isinstance(node_update, dict) and node_update.get("decision"):
+            _show_route(node_update["decision"], self.out, self.style)
+
+    def finish(self, state: dict[str, Any]) -> RunReport:
+        """The run ended with `state`: print the summary line."""
+        self.report.finished = time.perf_counter()
+        self.report.state = state
+        self.out.write("\n")
+        _show_summary(self.report, self.out, self.style)
+        return self.report
+
+
+def _printer(thread_id: str | None, out: TextIO | None, style: Style | None) -> RunPrinter:
+    out = out or sys.stdout
+    return RunPrinter(RunReport(thread_id=thread_id), out, style or Style(enabled=out.isatty()))
+
+
 async def render_run(
     graph: CompiledStateGraph[Any, RunContext, Any, Any],
     message: str,
@@ -88,45 +148,58 @@ async def render_run(
     style: Style | None = None,
 ) -> RunReport:
     """Run the graph on `message`, printing route, progress, tokens and usage as they come."""
-    out = out or sys.stdout
-    style = style or Style(enabled=out.isatty())
-    report = RunReport(thread_id=config.get("configurable", {}).get("thread_id"))
-    in_note = False
+    printer = _printer(config.get("configurable", {}).get("thread_id"), out, style)
     async for namespace, mode, data in _stream(graph, message, config=config, context=context):
         if mode == "messages":
             chunk, metadata = data
-            node = metadata.get("langgraph_node")
-            if not isinstance(chunk, AIMessageChunk) or not chunk.text:
-                continue
-            if node not in ANSWER_NODES | NOTE_NODES:
-                continue
-            if report.first_token is None:
-                report.first_token = time.perf_counter()
-            report.tokens += 1
-            if node in ANSWER_NODES:
-                if in_note:
-                    out.write("\n\n")
-                    in_note = False
-                out.write(chunk.text)
-            else:
-                in_note = True
-                out.write(style.dim(chunk.text))
-            out.flush()
+            if isinstance(chunk, AIMessageChunk):
+                printer.token(metadata.get("langgraph_node"), chunk.text)
         elif mode == "custom":
-            _show_progress(data, out, style)
-            in_note = False
+            printer.progress(data)
         elif mode == "updates" and not namespace:
             for update in data.values():
-                # The decision comes from `route`, `consult_router`, or the fallback
-                # of the latter's error handler.
-                if isinstance(update, dict) and update.get("decision"):
-                    _show_route(update["decision"], out, style)
-    report.finished = time.perf_counter()
+                printer.update(update)
     snapshot = await graph.aget_state(config) if graph.checkpointer else None
-    report.state = dict(snapshot.values) if snapshot else {}
-    out.write("\n")
-    _show_summary(report, out, style)
-    return report
+    return printer.finish(dict(snapshot.values) if snapshot else {})
+
+
+async def render_remote_run(
+    client: ProtocolClient,
+    message: str,
+    *,
+    thread_id: str,
+    context: RunContext,
+    out: TextIO | None = None,
+    style: Style | None = None,
+) -> RunReport:
+    """Start a run on a server over `client` and print it as `render_run` does."""
+    printer = _printer(thread_id, out, style)
+    await client.subscribe("lifecycle", "messages", "updates", "custom")
+    await client.start(message, context=dataclasses.asdict(context))
+    ending: dict[str, Any] = {}
+    while True:
+        event = await client.next_event(timeout=None)
+        if event is None:
+            raise ConnectionError(
+                f"the server closed the stream ({client.close_code}: {client.close_reason})"
+            )
+        params, data = event["params"], event["params"]["data"]
+        if event["method"] == "messages" and data.get("event") == "content-block-delta":
+            delta = data.get("delta") or {}
+            if delta.get("type") == "text-delta":
+                printer.token(params.get("node"), delta.get("text", ""))
+        elif event["method"] == "custom":
+            printer.progress(data.get("payload"))
+        elif event["method"] == "updates" and not params.get("namespace"):
+            printer.update(data.get("values"))
+        elif is_terminal(event):
+            ending = data
+            break
+    state = (await client.call("state.get")).get("values") or {}
+    if ending.get("event") == "failed" and not state.get("error"):
+        # Ended by the server (cancelled, storage lost), not by the graph.
+        state["error"] = {"code": ending.get("code"), "message": ending.get("error")}
+    return printer.finish(state)
 
 
 def _show_route(decision: dict[str, Any], out: TextIO, style: Style) -> None:

@@ -17,7 +17,7 @@ from server.broker import SlowConsumerError
 from server.commands import Connection, close_connection, execute
 from server.deps import ServicesDep, WsServicesDep
 from server.events import dumps
-from server.protocol import Command, SubscribeParams, failure
+from server.protocol import Command, CommandAnswer, SubscribeParams, failure
 
 router = APIRouter(prefix="/threads", tags=["stream"])
 
@@ -27,9 +27,9 @@ CLOSE_GOING_AWAY = 1001
 
 
 @router.post("/{thread_id}/commands")
-async def run_command(thread_id: str, command: Command, services: ServicesDep) -> dict[str, Any]:
+async def run_command(thread_id: str, command: Command, services: ServicesDep) -> CommandAnswer:
     """Execute one protocol command over plain HTTP (`run.start`, `state.get`, …)."""
-    return await execute(services, thread_id, command, None)
+    return CommandAnswer.model_validate(await execute(services, thread_id, command, None))
 
 
 @router.post("/{thread_id}/stream/events", response_class=StreamingResponse)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Query, status
 from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, Field
 
@@ -71,7 +71,7 @@ async def read_thread_state(thread_id: str, services: ServicesDep) -> ThreadStat
 
 @router.get("/{thread_id}/history")
 async def read_thread_history(
-    thread_id: str, services: ServicesDep, limit: int = 20
+    thread_id: str, services: ServicesDep, limit: Annotated[int, Query(ge=1, le=1000)] = 20
 ) -> list[CheckpointPublic]:
     """The thread's checkpoints, newest first."""
     history = []

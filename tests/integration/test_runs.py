@@ -8,7 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.utils.protocol_client import is_terminal, protocol_socket
+from server.client import open_thread
+from server.events import is_terminal
 from tests.utils.redis_server import RedisServer
 from tests.utils.service import Service, alma_service
 
@@ -39,7 +40,7 @@ def terminal_of(events: list[dict[str, Any]]) -> dict[str, Any]:
 async def test_a_creative_run_streams_tokens_from_compose_in_its_subgraph(
     service: Service,
 ) -> None:
-    async with protocol_socket(service.url, thread()) as socket:
+    async with open_thread(service.url, thread()) as socket:
         await socket.subscribe("lifecycle", "messages", "updates")
         await socket.start("Write a haiku about rivers")
         events = await socket.until_terminal()
@@ -60,17 +61,17 @@ async def test_a_dropped_connection_resumes_with_no_gap_and_no_duplicate(
     service: Service,
 ) -> None:
     thread_id = thread()
-    async with protocol_socket(service.url, thread_id) as first:
+    async with open_thread(service.url, thread_id) as first:
         await first.subscribe("lifecycle", "messages", "custom")
         await first.start(ANALYTICAL, context={"max_plan_steps": 2})
         seen = [await first.next_event() for _ in range(25)]
     # The connection is gone; the run goes on. Resume from the last event seen.
     last = seen[-1]["seq"]
-    async with protocol_socket(service.url, thread_id) as second:
+    async with open_thread(service.url, thread_id) as second:
         await second.subscribe("lifecycle", "messages", "custom", since=last)
         rest = await second.until_terminal()
     # The whole run, replayed from the log with the same filter, is exactly the two halves.
-    async with protocol_socket(service.url, thread_id) as replay:
+    async with open_thread(service.url, thread_id) as replay:
         await replay.subscribe("lifecycle", "messages", "custom", since=0)
         everything = await replay.until_terminal()
     assert [e["seq"] for e in [*seen, *rest]] == [e["seq"] for e in everything]
@@ -80,7 +81,7 @@ async def test_a_dropped_connection_resumes_with_no_gap_and_no_duplicate(
 
 async def test_cancel_stops_the_run_and_keeps_what_was_streamed(service: Service) -> None:
     thread_id = thread()
-    async with protocol_socket(service.url, thread_id) as socket:
+    async with open_thread(service.url, thread_id) as socket:
         await socket.subscribe("lifecycle", "messages")
         run_id = await socket.start("Write a story about a lighthouse keeper")
         streamed = ""
@@ -106,13 +107,13 @@ async def test_cancel_stops_the_run_and_keeps_what_was_streamed(service: Service
 
 
 async def test_cancelling_an_unknown_run_is_an_error(service: Service) -> None:
-    async with protocol_socket(service.url, thread()) as socket:
+    async with open_thread(service.url, thread()) as socket:
         answer = await socket.command("run.cancel", run_id="nope")
     assert (answer["type"], answer["error"]) == ("error", "no_such_run")
 
 
 async def test_a_busy_thread_rejects_by_default(service: Service) -> None:
-    async with protocol_socket(service.url, thread()) as socket:
+    async with open_thread(service.url, thread()) as socket:
         await socket.subscribe("lifecycle")
         await socket.start(ANALYTICAL)
         second = await socket.command(
@@ -124,7 +125,7 @@ async def test_a_busy_thread_rejects_by_default(service: Service) -> None:
 
 
 async def test_enqueue_runs_after_the_active_run(service: Service) -> None:
-    async with protocol_socket(service.url, thread()) as socket:
+    async with open_thread(service.url, thread()) as socket:
         await socket.subscribe("lifecycle")
         first = await socket.start("Write a haiku about rivers")
         second = await socket.start("Write a haiku about seas", multitask_strategy="enqueue")
@@ -136,7 +137,7 @@ async def test_enqueue_runs_after_the_active_run(service: Service) -> None:
 
 
 async def test_interrupt_cancels_the_active_run_first(service: Service) -> None:
-    async with protocol_socket(service.url, thread()) as socket:
+    async with open_thread(service.url, thread()) as socket:
         await socket.subscribe("lifecycle")
         first = await socket.start(ANALYTICAL)
         second = await socket.start("Write a haiku about seas", multitask_strategy="interrupt")
@@ -150,18 +151,18 @@ async def test_interrupt_cancels_the_active_run_first(service: Service) -> None:
 @pytest.mark.parametrize(("policy", "outcome"), [("cancel", "cancelled"), ("continue", None)])
 async def test_disconnect_policy(service: Service, policy: str, outcome: str | None) -> None:
     thread_id = thread()
-    async with protocol_socket(service.url, thread_id) as socket:
+    async with open_thread(service.url, thread_id) as socket:
         await socket.subscribe("lifecycle", "messages")
         await socket.start("Write a haiku about rivers", on_disconnect=policy)
         await socket.next_event()
-    async with protocol_socket(service.url, thread_id) as watcher:
+    async with open_thread(service.url, thread_id) as watcher:
         await watcher.subscribe("lifecycle", since=0)
         events = await watcher.until_terminal()
     assert terminal_of(events).get("code") == outcome
 
 
 async def test_bad_commands_get_protocol_errors(service: Service) -> None:
-    async with protocol_socket(service.url, thread()) as socket:
+    async with open_thread(service.url, thread()) as socket:
         unknown = await socket.command("run.explode")
         bad = await socket.command("run.start", assistant_id="nobody", input=None)
         channels = await socket.command("subscription.subscribe", channels=["nonsense"])
@@ -172,7 +173,7 @@ async def test_bad_commands_get_protocol_errors(service: Service) -> None:
 
 async def test_commands_work_over_plain_http(service: Service) -> None:
     thread_id = thread()
-    async with protocol_socket(service.url, thread_id) as socket:
+    async with open_thread(service.url, thread_id) as socket:
         await socket.subscribe("lifecycle")
         async with httpx.AsyncClient(base_url=service.url) as client:
             started = await client.post(

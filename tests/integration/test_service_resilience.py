@@ -14,7 +14,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.utils.protocol_client import is_terminal, protocol_socket
+from server.client import open_thread
+from server.events import is_terminal
 from tests.utils.redis_server import RedisServer, redis_server
 from tests.utils.service import alma_service
 
@@ -40,17 +41,17 @@ async def test_a_second_process_resumes_a_run_of_the_first(redis: RedisServer) -
         alma_service(redis.url, prefix="multi", env=PACED) as second,
     ):
         thread_id = thread()
-        async with protocol_socket(first.url, thread_id) as socket:
+        async with open_thread(first.url, thread_id) as socket:
             await socket.subscribe("lifecycle", "messages")
             await socket.start(ANALYTICAL, context={"max_plan_steps": 2})
             seen = [await socket.next_event() for _ in range(10)]
-        async with protocol_socket(second.url, thread_id) as elsewhere:
+        async with open_thread(second.url, thread_id) as elsewhere:
             await elsewhere.subscribe("lifecycle", "messages", since=seen[-1]["seq"])
             rest = await elsewhere.until_terminal()
             # Cancel, too, reaches across processes.
             other = await elsewhere.command("run.cancel", run_id="not-running")
         assert other["error"] == "no_such_run"
-        async with protocol_socket(second.url, thread_id) as replay:
+        async with open_thread(second.url, thread_id) as replay:
             await replay.subscribe("lifecycle", "messages", since=0)
             everything = await replay.until_terminal()
         assert [*seen, *rest] == everything
@@ -63,10 +64,10 @@ async def test_cancel_reaches_a_run_on_another_process(redis: RedisServer) -> No
         alma_service(redis.url, prefix="multi", env=PACED) as second,
     ):
         thread_id = thread()
-        async with protocol_socket(first.url, thread_id) as socket:
+        async with open_thread(first.url, thread_id) as socket:
             await socket.subscribe("lifecycle")
             run_id = await socket.start(ANALYTICAL)
-            async with protocol_socket(second.url, thread_id) as remote:
+            async with open_thread(second.url, thread_id) as remote:
                 answer = await remote.command("run.cancel", run_id=run_id)
                 assert answer["type"] == "success", answer
             events = await socket.until_terminal(timeout=15)
@@ -82,7 +83,7 @@ async def test_five_hundred_dropped_connections_leave_nothing_behind(
         await asyncio.sleep(0.5)  # let start-up tasks settle before taking the baseline
         baseline = await stats(service.url)
         thread_id = thread()
-        async with protocol_socket(service.url, thread_id) as owner:
+        async with open_thread(service.url, thread_id) as owner:
             await owner.subscribe("lifecycle")
             run_id = await owner.start(ANALYTICAL, context={"max_plan_steps": 8})
 
@@ -135,7 +136,7 @@ async def test_a_slow_reader_is_closed_and_can_resume(redis: RedisServer) -> Non
                 '{"id": 1, "method": "subscription.subscribe", "params": {"channels": '
                 '["messages", "values", "updates", "lifecycle"]}}'
             )
-            async with protocol_socket(service.url, thread_id) as owner:
+            async with open_thread(service.url, thread_id) as owner:
                 await owner.subscribe("lifecycle")
                 for _ in range(3):
                     await owner.start(ANALYTICAL, context={"max_plan_steps": 8})
@@ -154,7 +155,7 @@ async def test_shutdown_lets_runs_finish_and_tells_clients(redis: RedisServer) -
     env = {**PACED, "ALMA_SHUTDOWN_GRACE_SECONDS": "20"}
     with alma_service(redis.url, prefix="drain", env=env) as service:
         thread_id = thread()
-        async with protocol_socket(service.url, thread_id) as socket:
+        async with open_thread(service.url, thread_id) as socket:
             await socket.subscribe("lifecycle")
             await socket.start("Write a haiku about rivers")
             os.kill(service.process.process.pid, signal.SIGTERM)
@@ -166,7 +167,7 @@ async def test_shutdown_lets_runs_finish_and_tells_clients(redis: RedisServer) -
         assert any("Application shutdown complete" in line for line in service.process.output)
     # The run finished within the grace period, and its end is in the log for resume.
     with alma_service(redis.url, prefix="drain") as again:
-        async with protocol_socket(again.url, thread_id) as replay:
+        async with open_thread(again.url, thread_id) as replay:
             await replay.subscribe("lifecycle", since=0)
             events = await replay.until_terminal()
         assert events[-1]["params"]["data"]["event"] == "completed"
@@ -176,7 +177,7 @@ async def test_redis_dying_mid_run_fails_the_run_not_the_server(tmp_path: Path) 
     with redis_server(tmp_path) as first_redis:
         port = first_redis.port
         with alma_service(first_redis.url, prefix="fault", env=PACED) as service:
-            async with protocol_socket(service.url, thread()) as socket:
+            async with open_thread(service.url, thread()) as socket:
                 await socket.subscribe("lifecycle", "messages")
                 await socket.start(ANALYTICAL)
                 await socket.next_event()
@@ -193,7 +194,7 @@ async def test_redis_dying_mid_run_fails_the_run_not_the_server(tmp_path: Path) 
                 with redis_server(tmp_path, port=port):
                     up = await client.get("/ready")
                     assert up.status_code == 200, up.json()
-                    async with protocol_socket(service.url, thread()) as socket:
+                    async with open_thread(service.url, thread()) as socket:
                         await socket.subscribe("lifecycle")
                         await socket.start("Write a haiku about rivers")
                         events = await socket.until_terminal()
