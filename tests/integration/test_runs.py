@@ -57,6 +57,38 @@ async def test_a_creative_run_streams_tokens_from_compose_in_its_subgraph(
     assert [e["params"]["data"]["event"] for e in subgraph] == ["started", "completed"]
 
 
+async def test_an_analytical_run_streams_its_plan_progress_and_tokens_by_node(
+    service: Service,
+) -> None:
+    async with open_thread(service.url, thread()) as socket:
+        await socket.subscribe("lifecycle", "messages", "custom")
+        await socket.start(ANALYTICAL, context={"max_plan_steps": 3})
+        events = await socket.until_terminal()
+    assert terminal_of(events)["event"] == "completed"
+    deltas = [e for e in events if e["method"] == "messages"
+              and e["params"]["data"]["event"] == "content-block-delta"]  # fmt: skip
+    nodes = [e["params"]["node"] for e in deltas]
+    # The planner's JSON, the working notes of each step, then the answer, in that order.
+    assert set(nodes) == {"plan", "analyse", "synthesise"}
+    order = [n for i, n in enumerate(nodes) if i == 0 or nodes[i - 1] != n]
+    assert order[0] == "plan" and order[-1] == "synthesise"
+    assert set(order[1:-1]) == {"analyse"}
+    assert all(e["params"]["namespace"][0].startswith("analytical:") for e in deltas)
+
+    progress = [e["params"]["data"] for e in events if e["method"] == "custom"]
+    plan, *steps = [p["payload"] for p in progress]
+    assert progress[0]["name"] == "plan" and 1 <= len(plan["steps"]) <= 3
+    total = len(plan["steps"])
+    assert [(s["step"], s["status"]) for s in steps] == [
+        (i, status) for i in range(1, total + 1) for status in ("started", "finished")
+    ]
+    # Progress comes between the tokens it describes, in stream order.
+    first_synthesis = next(i for i, e in enumerate(events) if e in deltas
+                           and e["params"]["node"] == "synthesise")  # fmt: skip
+    last_progress = max(i for i, e in enumerate(events) if e["method"] == "custom")
+    assert last_progress < first_synthesis
+
+
 async def test_a_dropped_connection_resumes_with_no_gap_and_no_duplicate(
     service: Service,
 ) -> None:
