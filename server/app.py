@@ -6,7 +6,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
+from server.middleware import BodyLimit
 from server.routes import health, stream, threads
 from server.services import open_services
 from server.settings import Settings
@@ -28,6 +30,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["authorization", "x-api-key", "content-type", "last-event-id"],
+            expose_headers=["retry-after", "ratelimit-limit", "ratelimit-remaining",
+                            "ratelimit-reset"],
+        )  # fmt: skip
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.include_router(health.router)
     app.include_router(threads.router)
     app.include_router(stream.router)

@@ -20,8 +20,9 @@ from memory.settings import MemorySettings
 from nodes.errors import AlmaError
 from nodes.models import ModelProvider, ModelSettings
 from nodes.run_context import RunContext
+from server.auth import new_key
 from server.client import CommandError, open_thread
-from server.settings import Settings
+from server.settings import Settings, describe_errors, show_settings
 from server.terminal import Style, render_remote_run, render_run
 
 logger = logging.getLogger("alma")
@@ -55,6 +56,17 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (default: ALMA_PORT)")
     serve.add_argument("--workers", type=int, help="worker processes (default: ALMA_WORKERS)")
     serve.add_argument("--verbose", "-v", action="store_true", help="log at debug level")
+    config = commands.add_parser(
+        "config", help="print the effective configuration (secrets masked) and check it"
+    )
+    config.add_argument("--verbose", "-v", action="store_true", help=argparse.SUPPRESS)
+    keygen = commands.add_parser(
+        "keygen",
+        help="make an API key for OWNER: prints the key (give it to the client) and the "
+        "line to add to ALMA_API_KEYS",
+    )
+    keygen.add_argument("owner", help="who the key belongs to (letters, digits, _.@-)")
+    keygen.add_argument("--verbose", "-v", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
@@ -74,6 +86,8 @@ def _serve(args: argparse.Namespace) -> int:
         log_level="debug" if args.verbose else "info",
         ws_ping_interval=20,
         ws_ping_timeout=20,
+        # An oversized WebSocket message closes the connection with 1009.
+        ws_max_size=settings.max_ws_message_bytes,
     )
     return 0
 
@@ -152,11 +166,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "config":
+            print(show_settings(Settings()))
+            return 0
+        if args.command == "keygen":
+            key, entry = new_key(args.owner)
+            print(f"key (give to {args.owner}; it is not stored anywhere): {key}")
+            print(f"add to ALMA_API_KEYS: {entry}")
+            return 0
         return asyncio.run(_chat(args))
     except ValidationError as exc:
-        for error in exc.errors():
-            name = ".".join(str(part) for part in error["loc"]).upper()
-            print(f"alma: invalid setting ALMA_{name}: {error['msg']}", file=sys.stderr)
+        for line in describe_errors(exc):
+            print(f"alma: {line}", file=sys.stderr)
         return 2
     except (AlmaError, RedisUnavailableError, ValueError) as exc:
         print(f"alma: {exc}", file=sys.stderr)

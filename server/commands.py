@@ -11,8 +11,10 @@ from typing import Any, TypeVar
 from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, ValidationError
 
+from server.auth import Principal
 from server.broker import SlowConsumerError, Subscription
 from server.events import to_wire
+from server.limits import Verdict
 from server.protocol import (
     Command,
     ListCheckpointsParams,
@@ -27,6 +29,7 @@ from server.protocol import (
     success,
 )
 from server.services import Services
+from server.validation import check_run_input, check_thread_id
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 OnSlow = Callable[[SlowConsumerError], Coroutine[Any, Any, None]]
@@ -71,24 +74,76 @@ def _params(model: type[_Params], raw: dict[str, Any]) -> _Params:
         raise ProtocolError("invalid_argument", details) from exc
 
 
+CLAIMING = frozenset({"run.start", "subscription.subscribe", "subscription.reconnect"})
+"""Commands that make an untouched thread the caller's."""
+
+
 async def execute(
-    services: Services, thread_id: str, command: Command, connection: Connection | None
+    services: Services,
+    thread_id: str,
+    command: Command,
+    connection: Connection | None,
+    principal: Principal,
+    verdicts: list[Verdict] | None = None,
 ) -> dict[str, Any]:
-    """Run one command and return the protocol's success or error answer."""
+    """Run one command for `principal` and return the protocol's success or error answer.
+
+    Rate-limit verdicts met on the way are appended to `verdicts` (for HTTP headers).
+    """
     try:
-        result = await _dispatch(services, thread_id, command, connection)
+        check_thread_id(thread_id)
+        await authorize(services, thread_id, principal, claim=command.method in CLAIMING)
+        result = await _dispatch(services, thread_id, command, connection, principal, verdicts)
     except ProtocolError as exc:
-        return failure(command.id, exc.code, exc.message)
+        return failure(command.id, exc.code, exc.message, **exc.details)
     return success(command.id, result)
 
 
+async def authorize(
+    services: Services, thread_id: str, principal: Principal, *, claim: bool
+) -> None:
+    """Let the thread's owner through (claiming an untouched thread if asked).
+
+    Raises:
+        ProtocolError: `permission_denied` when the thread belongs to another owner.
+    """
+    owners = services.owners
+    owner = (
+        await owners.claim(thread_id, principal.owner)
+        if claim
+        else await owners.owner_of(thread_id)
+    )
+    if owner is not None and owner != principal.owner:
+        raise ProtocolError("permission_denied", f"thread {thread_id} belongs to another owner")
+
+
 async def _dispatch(
-    services: Services, thread_id: str, command: Command, connection: Connection | None
+    services: Services,
+    thread_id: str,
+    command: Command,
+    connection: Connection | None,
+    principal: Principal,
+    verdicts: list[Verdict] | None,
 ) -> dict[str, Any]:
     method = command.method
+    settings = services.settings
     if method == "run.start":
         params = _params(RunStartParams, command.params)
-        run = await services.runs.start(thread_id, params)
+        params.input = check_run_input(
+            params.input,
+            max_messages=settings.max_messages,
+            max_chars=settings.max_message_chars,
+        )
+        verdict = await services.limits.start_run(principal.limit_key)
+        if verdicts is not None:
+            verdicts.append(verdict)
+        if not verdict.allowed:
+            raise ProtocolError(
+                "permission_denied",
+                verdict.explain(principal.owner),
+                retry_after=verdict.retry_after,
+            )
+        run = await services.runs.start(thread_id, params, limit_key=principal.limit_key)
         if connection is not None and params.on_disconnect == "cancel":
             connection.cancel_on_close.add(run.run_id)
         return {"run_id": run.run_id}

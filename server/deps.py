@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request, WebSocket
+from fastapi import Depends, HTTPException, Path, Request, WebSocket, status
+from starlette.requests import HTTPConnection
 
+from server.auth import AuthError, Principal, key_from_headers
 from server.services import Services
+from server.validation import THREAD_ID_PATTERN
 
 
 def get_services(request: Request) -> Services:
@@ -23,3 +26,35 @@ def get_ws_services(websocket: WebSocket) -> Services:
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 WsServicesDep = Annotated[Services, Depends(get_ws_services)]
+
+
+def client_address(connection: HTTPConnection) -> str:
+    """The caller's address (what limits count by when there are no keys)."""
+    return connection.client.host if connection.client else "unknown"
+
+
+def get_principal(request: Request, services: ServicesDep) -> Principal:
+    """The caller, from their API key; 401 when a key is required and missing or wrong."""
+    try:
+        return services.keys.identify(key_from_headers(request.headers), client_address(request))
+    except AuthError as exc:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": "Bearer"}
+        ) from exc
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+ThreadId = Annotated[str, Path(pattern=THREAD_ID_PATTERN, max_length=128)]
+"""A thread id in a path, validated (1-128 of letters, digits and `._:@-`)."""
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: list[str]) -> bool:
+    """A browser may connect from the service's own origin or a configured one.
+
+    Clients that are not browsers send no `Origin` and are let through (keys guard them).
+    """
+    if origin is None:
+        return True
+    if host and origin in (f"http://{host}", f"https://{host}"):
+        return True
+    return origin in allowed

@@ -36,16 +36,18 @@ Namespace = list[str]
 class ProtocolError(Exception):
     """A command failed in a way the client should hear about, with a protocol code."""
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str, **details: Any) -> None:
         super().__init__(message)
         self.code: ErrorCode = code
         self.message = message
+        self.details = details
+        """Extra fields for the answer (e.g. `retry_after` of a rate limit)."""
 
 
 class Command(BaseModel):
     """A command envelope: `{"id": n, "method": "...", "params": {...}}`."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     id: int = Field(ge=0)
     method: str = Field(min_length=1)
@@ -55,7 +57,7 @@ class Command(BaseModel):
 class SubscribeParams(BaseModel):
     """Which events a subscription wants: channels, namespace prefixes, depth, cursor."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     channels: list[str] = Field(min_length=1)
     namespaces: list[Namespace] | None = None
@@ -78,7 +80,7 @@ class SubscribeParams(BaseModel):
 class RunStartParams(BaseModel):
     """`run.start`: which graph, what input, and ALMA's run options."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     assistant_id: str = Field(min_length=1)
     input: Any = None
@@ -107,7 +109,7 @@ class UnsubscribeParams(BaseModel):
 class ReconnectParams(BaseModel):
     """`subscription.reconnect`: resume after the last event the client processed."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     run_id: str | None = None
     last_event_id: str | None = None
@@ -116,7 +118,7 @@ class ReconnectParams(BaseModel):
 class StateGetParams(BaseModel):
     """`state.get`."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     namespace: Namespace = Field(default_factory=list)
     keys: list[str] | None = None
@@ -125,7 +127,7 @@ class StateGetParams(BaseModel):
 class ListCheckpointsParams(BaseModel):
     """`state.listCheckpoints`."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     namespace: Namespace = Field(default_factory=list)
     limit: int = Field(default=50, ge=1, le=1000)
@@ -140,6 +142,8 @@ class CommandAnswer(BaseModel):
     result: dict[str, Any] | None = None
     error: str | None = None
     message: str | None = None
+    retry_after: int | None = None
+    """Seconds to wait, when a rate limit refused the command."""
 
 
 def success(command_id: int, result: dict[str, Any]) -> dict[str, Any]:
@@ -147,9 +151,11 @@ def success(command_id: int, result: dict[str, Any]) -> dict[str, Any]:
     return {"type": "success", "id": command_id, "result": result}
 
 
-def failure(command_id: int | None, code: ErrorCode, message: str) -> dict[str, Any]:
+def failure(
+    command_id: int | None, code: ErrorCode, message: str, **details: Any
+) -> dict[str, Any]:
     """The answer to a command that failed."""
-    return {"type": "error", "id": command_id, "error": code, "message": message}
+    return {"type": "error", "id": command_id, "error": code, "message": message, **details}
 
 
 # -- subscription matching (the same rules the SDK applies on its side) -----------------

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,6 +101,8 @@ class Run:
     winding_down: bool = False
     """The graph has stopped: the run is recording how it ended."""
     stopper: asyncio.Task[None] | None = None
+    limit_key: str | None = None
+    """Whose token budget the run's model calls are charged to."""
 
 
 class RunManager:
@@ -116,6 +119,7 @@ class RunManager:
         owner: str,
         lease_seconds: float,
         wait_seconds: float,
+        spend_tokens: Callable[[str, int], Awaitable[None]] | None = None,
     ) -> None:
         self.graph = graph
         self.log = log
@@ -125,6 +129,7 @@ class RunManager:
         self.owner = owner
         self.lease_seconds = lease_seconds
         self.wait_seconds = wait_seconds
+        self.spend_tokens = spend_tokens
         self.runs: dict[str, Run] = {}
         self.draining = False
 
@@ -139,7 +144,9 @@ class RunManager:
 
     # -- start ---------------------------------------------------------------------------
 
-    async def start(self, thread_id: str, params: RunStartParams) -> Run:
+    async def start(
+        self, thread_id: str, params: RunStartParams, *, limit_key: str | None = None
+    ) -> Run:
         """Start a run on a thread, honouring its multitask strategy.
 
         Raises:
@@ -156,7 +163,7 @@ class RunManager:
                 f"unknown assistant_id {params.assistant_id!r}; this server runs 'manager'",
             )
         context = self._context(params)
-        run = Run(run_id=str(uuid.uuid4()), thread_id=thread_id)
+        run = Run(run_id=str(uuid.uuid4()), thread_id=thread_id, limit_key=limit_key)
         await self._take_thread(thread_id, run.run_id, params.multitask_strategy)
         try:
             first_seq = await self.log.last_seq(thread_id) + 1
@@ -244,6 +251,7 @@ class RunManager:
                 await emitter.emit(wire)
             run.winding_down = True
             state = await self.graph.aget_state(config)
+            await self._charge(run, state.values.get("usage"))
             error = state.values.get("error")
             if error:
                 terminal = lifecycle(
@@ -280,6 +288,17 @@ class RunManager:
             self.runs.pop(run.run_id, None)
             with contextlib.suppress(RedisError, OSError):
                 await self.leases.release(run.thread_id, run.run_id)
+
+    async def _charge(self, run: Run, usage: Any) -> None:
+        if self.spend_tokens is None or run.limit_key is None or not isinstance(usage, dict):
+            return
+        total = usage.get("total") or {}
+        tokens = int(total.get("input_tokens", 0)) + int(total.get("output_tokens", 0))
+        try:
+            await self.spend_tokens(run.limit_key, tokens)
+        except Exception:
+            # A budget that cannot be charged must not fail an answer already given.
+            logger.exception("could not charge %d tokens of run %s", tokens, run.run_id)
 
     async def _keep_lease(self, thread_id: str, active: ActiveRun) -> None:
         while True:

@@ -20,6 +20,7 @@ from graphs.manager import build_manager_graph
 from memory.factory import Memory, open_memory
 from nodes.models import ModelProvider
 from nodes.run_context import RunContext
+from server.auth import KeyRing
 from server.broker import Broker
 from server.coordination import (
     Control,
@@ -30,6 +31,8 @@ from server.coordination import (
     RunLeases,
 )
 from server.event_log import EventLog, MemoryEventLog, RedisEventLog
+from server.limits import RateLimits
+from server.owners import MemoryThreadOwners, RedisThreadOwners, ThreadOwners
 from server.runs import RunManager
 from server.settings import Settings
 
@@ -49,6 +52,9 @@ class Services:
     leases: RunLeases
     control: Control
     runs: RunManager
+    keys: KeyRing
+    owners: ThreadOwners
+    limits: RateLimits
     instance: str
     started: float = field(default_factory=time.time)
     connections: set[Any] = field(default_factory=set)
@@ -73,6 +79,15 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         log: EventLog
         leases: RunLeases
         control: Control
+        owners: ThreadOwners
+        limits = RateLimits(
+            runs=settings.limit_runs,
+            tokens=settings.limit_tokens,
+            connections=settings.limit_connections,
+            window=settings.limit_window_seconds,
+            redis=memory.redis,
+            prefix=memory.prefix,
+        )
         if memory.redis is not None:
             log = RedisEventLog(
                 memory.redis,
@@ -84,10 +99,12 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 memory.redis, prefix=memory.prefix, lease=settings.run_lease_seconds
             )
             control = RedisControl(memory.redis, prefix=memory.prefix)
+            owners = RedisThreadOwners(memory.redis, prefix=memory.prefix, ttl=settings.ttl_seconds)
         else:
             log = MemoryEventLog(maxlen=settings.event_log_maxlen)
             leases = MemoryRunLeases()
             control = MemoryControl()
+            owners = MemoryThreadOwners()
         instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         runs: RunManager
         broker = Broker(
@@ -104,7 +121,14 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             owner=instance,
             lease_seconds=settings.run_lease_seconds,
             wait_seconds=settings.multitask_wait_seconds,
+            spend_tokens=limits.spend_tokens,
         )
+        keys = KeyRing(settings.key_owners())
+        if not keys.required:
+            logger.warning(
+                "authentication off: no ALMA_API_KEYS (development mode); every client "
+                "is the owner 'local' and limits count per client address"
+            )
         listener = asyncio.create_task(control.listen(runs.on_control))
         services = Services(
             settings=settings,
@@ -116,6 +140,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             leases=leases,
             control=control,
             runs=runs,
+            keys=keys,
+            owners=owners,
+            limits=limits,
             instance=instance,
         )
         try:
@@ -123,6 +150,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         finally:
             await runs.shutdown(settings.shutdown_grace_seconds)
             await broker.close()
+            await limits.aclose()
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener

@@ -4,42 +4,106 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Response, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from starlette.websockets import WebSocketState
 
+from server.auth import (
+    SUBPROTOCOL,
+    AuthError,
+    Principal,
+    key_from_headers,
+    key_from_subprotocols,
+)
 from server.broker import SlowConsumerError
-from server.commands import Connection, close_connection, execute
-from server.deps import ServicesDep, WsServicesDep
+from server.commands import Connection, authorize, close_connection, execute
+from server.deps import (
+    PrincipalDep,
+    ServicesDep,
+    ThreadId,
+    WsServicesDep,
+    client_address,
+    origin_allowed,
+)
 from server.events import dumps
-from server.protocol import Command, CommandAnswer, SubscribeParams, failure
+from server.limits import Verdict
+from server.protocol import Command, CommandAnswer, ProtocolError, SubscribeParams, failure
+from server.services import Services
 
 router = APIRouter(prefix="/threads", tags=["stream"])
 
 CLOSE_SLOW_CONSUMER = 4008
 """WebSocket close code: the client fell behind; resume with the `since` in the reason."""
 CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+"""WebSocket close code: no or a wrong key, a foreign origin, or a connection limit."""
 
 
-@router.post("/{thread_id}/commands")
-async def run_command(thread_id: str, command: Command, services: ServicesDep) -> CommandAnswer:
-    """Execute one protocol command over plain HTTP (`run.start`, `state.get`, …)."""
-    return CommandAnswer.model_validate(await execute(services, thread_id, command, None))
+@router.post(
+    "/{thread_id}/commands",
+    response_model=CommandAnswer,
+    responses={429: {"model": CommandAnswer, "description": "A rate limit refused the run."}},
+)
+async def run_command(
+    thread_id: ThreadId,
+    command: Command,
+    services: ServicesDep,
+    principal: PrincipalDep,
+    response: Response,
+) -> Any:
+    """Execute one protocol command over plain HTTP (`run.start`, `state.get`, …).
+
+    `run.start` answers carry `RateLimit-*` headers; over the limit, the answer is a 429
+    with `Retry-After`.
+    """
+    verdicts: list[Verdict] = []
+    answer = CommandAnswer.model_validate(
+        await execute(services, thread_id, command, None, principal, verdicts)
+    )
+    headers = verdicts[-1].headers() if verdicts else {}
+    if verdicts and not verdicts[-1].allowed:
+        return JSONResponse(answer.model_dump(), status_code=429, headers=headers)
+    response.headers.update(headers)
+    return answer
 
 
-@router.post("/{thread_id}/stream/events", response_class=StreamingResponse)
+@router.post(
+    "/{thread_id}/stream/events",
+    response_class=StreamingResponse,
+    responses={
+        403: {"description": "The thread belongs to another owner."},
+        429: {"description": "Too many connections open at once."},
+    },
+)
 async def stream_events(
-    thread_id: str, params: SubscribeParams, services: ServicesDep
-) -> StreamingResponse:
+    thread_id: ThreadId, params: SubscribeParams, services: ServicesDep, principal: PrincipalDep
+) -> Response:
     """The thread's events as Server-Sent Events, filtered by the body; `since` resumes."""
+    try:
+        await authorize(services, thread_id, principal, claim=True)
+    except ProtocolError as exc:
+        return JSONResponse({"detail": exc.message, "error": exc.code}, status_code=403)
+    slot = f"sse-{uuid.uuid4().hex}"
+    verdict = await services.limits.open_connection(principal.limit_key, slot)
+    if not verdict.allowed:
+        return JSONResponse(
+            {"detail": verdict.explain(principal.owner), "error": "permission_denied"},
+            status_code=429,
+            headers=verdict.headers(),
+        )
     # Subscribed before the response starts, so nothing emitted after the client sees
     # the headers can be missed.
-    subscription = await services.broker.subscribe(thread_id, params)
+    try:
+        subscription = await services.broker.subscribe(thread_id, params)
+    except BaseException:
+        await services.limits.close_connection(principal.limit_key, slot)
+        raise
     heartbeat = services.settings.sse_heartbeat_seconds
 
     async def body() -> AsyncIterator[bytes]:
@@ -64,18 +128,50 @@ async def stream_events(
             yield b"event: error\ndata: " + dumps(notice) + b"\n\n"
         finally:
             services.broker.unsubscribe(subscription)
+            await services.limits.close_connection(principal.limit_key, slot)
 
     return StreamingResponse(
         body(),
         media_type="text/event-stream",
-        headers={"cache-control": "no-store", "x-accel-buffering": "no"},
+        headers={"cache-control": "no-store", "x-accel-buffering": "no", **verdict.headers()},
     )
 
 
 @router.websocket("/{thread_id}/stream/events")
-async def event_socket(websocket: WebSocket, thread_id: str, services: WsServicesDep) -> None:
-    """Full duplex: protocol commands in; answers and subscribed events out."""
-    await websocket.accept()
+async def event_socket(websocket: WebSocket, thread_id: ThreadId, services: WsServicesDep) -> None:
+    """Full duplex: protocol commands in; answers and subscribed events out.
+
+    The API key comes as a header or as the subprotocol `alma-key.<key>`; a missing or
+    wrong key, a foreign origin or too many open connections close it with 1008.
+    """
+    offered = websocket.scope.get("subprotocols") or []
+    key = key_from_headers(websocket.headers) or key_from_subprotocols(offered)
+    await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
+    settings = services.settings
+    if not origin_allowed(
+        websocket.headers.get("origin"), websocket.headers.get("host"), settings.cors_origins
+    ):
+        await websocket.close(CLOSE_POLICY, "origin not allowed")
+        return
+    try:
+        principal = services.keys.identify(key, client_address(websocket))
+    except AuthError as exc:
+        await websocket.close(CLOSE_POLICY, str(exc))
+        return
+    slot = f"ws-{uuid.uuid4().hex}"
+    verdict = await services.limits.open_connection(principal.limit_key, slot)
+    if not verdict.allowed:
+        await websocket.close(CLOSE_POLICY, verdict.explain(principal.owner))
+        return
+    try:
+        await _serve_socket(websocket, thread_id, services, principal)
+    finally:
+        await services.limits.close_connection(principal.limit_key, slot)
+
+
+async def _serve_socket(
+    websocket: WebSocket, thread_id: str, services: Services, principal: Principal
+) -> None:
     lock = asyncio.Lock()
 
     async def send(message: dict[str, Any]) -> None:
@@ -101,7 +197,7 @@ async def event_socket(websocket: WebSocket, thread_id: str, services: WsService
             except (orjson.JSONDecodeError, ValidationError) as exc:
                 await send(failure(None, "invalid_argument", f"not a protocol command: {exc}"))
                 continue
-            await send(await execute(services, thread_id, command, connection))
+            await send(await execute(services, thread_id, command, connection, principal))
     except (WebSocketDisconnect, RuntimeError):
         return
     finally:

@@ -7,10 +7,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
 from langchain_core.runnables import RunnableConfig
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from server.deps import ServicesDep
+from server.auth import Principal
+from server.deps import PrincipalDep, ServicesDep, ThreadId
 from server.events import to_wire
+from server.services import Services
+from server.validation import THREAD_ID_PATTERN
 
 router = APIRouter(prefix="/threads", tags=["threads"])
 
@@ -18,7 +21,9 @@ router = APIRouter(prefix="/threads", tags=["threads"])
 class ThreadCreate(BaseModel):
     """A new thread; the id may be chosen by the client."""
 
-    thread_id: str | None = Field(default=None, min_length=1, max_length=200)
+    model_config = ConfigDict(extra="forbid")
+
+    thread_id: str | None = Field(default=None, pattern=THREAD_ID_PATTERN, max_length=128)
 
 
 class ThreadPublic(BaseModel):
@@ -49,15 +54,39 @@ def _config(thread_id: str) -> RunnableConfig:
     return {"configurable": {"thread_id": thread_id}}
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
-async def create_thread(body: ThreadCreate) -> ThreadPublic:
-    """Mint a thread id (threads come into being with their first run)."""
-    return ThreadPublic(thread_id=body.thread_id or str(uuid.uuid4()))
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such thread, or it belongs to another owner."}
+}
 
 
-@router.get("/{thread_id}/state")
-async def read_thread_state(thread_id: str, services: ServicesDep) -> ThreadState:
+async def _owned(services: Services, thread_id: str, principal: Principal) -> None:
+    # Another owner's thread is indistinguishable from a missing one.
+    owner = await services.owners.owner_of(thread_id)
+    if owner is not None and owner != principal.owner:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"thread {thread_id} not found")
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={409: {"description": "The id is another owner's thread."}},
+)
+async def create_thread(
+    body: ThreadCreate, services: ServicesDep, principal: PrincipalDep
+) -> ThreadPublic:
+    """Create a thread owned by the caller (it fills with its first run)."""
+    thread_id = body.thread_id or str(uuid.uuid4())
+    if await services.owners.claim(thread_id, principal.owner) != principal.owner:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"thread id {thread_id} is taken")
+    return ThreadPublic(thread_id=thread_id)
+
+
+@router.get("/{thread_id}/state", responses=_NOT_FOUND)
+async def read_thread_state(
+    thread_id: ThreadId, services: ServicesDep, principal: PrincipalDep
+) -> ThreadState:
     """The thread's latest state; 404 when it has none."""
+    await _owned(services, thread_id, principal)
     snapshot = await services.graph.aget_state(_config(thread_id))
     if not snapshot.values:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"thread {thread_id} not found")
@@ -69,11 +98,15 @@ async def read_thread_state(thread_id: str, services: ServicesDep) -> ThreadStat
     )
 
 
-@router.get("/{thread_id}/history")
+@router.get("/{thread_id}/history", responses=_NOT_FOUND)
 async def read_thread_history(
-    thread_id: str, services: ServicesDep, limit: Annotated[int, Query(ge=1, le=1000)] = 20
+    thread_id: ThreadId,
+    services: ServicesDep,
+    principal: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 20,
 ) -> list[CheckpointPublic]:
     """The thread's checkpoints, newest first."""
+    await _owned(services, thread_id, principal)
     history = []
     async for snapshot in services.graph.aget_state_history(_config(thread_id), limit=limit):
         metadata = snapshot.metadata or {}
@@ -88,8 +121,12 @@ async def read_thread_history(
     return history
 
 
-@router.delete("/{thread_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_thread(thread_id: str, services: ServicesDep) -> None:
+@router.delete("/{thread_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_NOT_FOUND)
+async def delete_thread(
+    thread_id: ThreadId, services: ServicesDep, principal: PrincipalDep
+) -> None:
     """Delete the thread's checkpoints and event log."""
+    await _owned(services, thread_id, principal)
     await services.memory.checkpointer.adelete_thread(thread_id)
     await services.log.delete(thread_id)
+    await services.owners.forget(thread_id)

@@ -196,7 +196,9 @@ async def test_disconnect_policy(service: Service, policy: str, outcome: str | N
 async def test_bad_commands_get_protocol_errors(service: Service) -> None:
     async with open_thread(service.url, thread()) as socket:
         unknown = await socket.command("run.explode")
-        bad = await socket.command("run.start", assistant_id="nobody", input=None)
+        bad = await socket.command(
+            "run.start", assistant_id="nobody", input={"messages": [["user", "hi"]]}
+        )
         channels = await socket.command("subscription.subscribe", channels=["nonsense"])
     assert unknown["error"] == "unknown_command"
     assert bad["error"] == "invalid_argument" and "nobody" in bad["message"]
