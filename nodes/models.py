@@ -45,18 +45,32 @@ class ModelSettings(BaseSettings):
         description="Base URL of any OpenAI-compatible server (vLLM, Ollama, llama.cpp).",
     )
 
-    router_model: str = "gpt-4o-mini"
-    creative_model: str = "gpt-4o"
-    analytical_model: str = "gpt-4o"
-    router_temperature: float = Field(default=0.0, ge=0, le=2)
-    creative_temperature: float = Field(default=0.9, ge=0, le=2)
-    analytical_temperature: float = Field(default=0.2, ge=0, le=2)
-    router_max_tokens: int = Field(default=256, ge=16)
-    creative_max_tokens: int = Field(default=1024, ge=16)
-    analytical_max_tokens: int = Field(default=1024, ge=16)
-    router_context_tokens: int = Field(default=8_000, ge=256)
-    creative_context_tokens: int = Field(default=32_000, ge=256)
-    analytical_context_tokens: int = Field(default=32_000, ge=256)
+    router_model: str = Field(default="gpt-4o-mini", description="Model of the router role.")
+    creative_model: str = Field(default="gpt-4o", description="Model of the creative role.")
+    analytical_model: str = Field(default="gpt-4o", description="Model of the analytical role.")
+    router_temperature: float = Field(default=0.0, ge=0, le=2, description="Router temperature.")
+    creative_temperature: float = Field(
+        default=0.9, ge=0, le=2, description="Creative temperature."
+    )
+    analytical_temperature: float = Field(
+        default=0.2, ge=0, le=2, description="Analytical temperature."
+    )
+    router_max_tokens: int = Field(default=256, ge=16, description="Most tokens a router answer.")
+    creative_max_tokens: int = Field(
+        default=1024, ge=16, description="Most tokens a creative answer."
+    )
+    analytical_max_tokens: int = Field(
+        default=1024, ge=16, description="Most tokens an analytical answer."
+    )
+    router_context_tokens: int = Field(
+        default=8_000, ge=256, description="Context window the router may fill."
+    )
+    creative_context_tokens: int = Field(
+        default=32_000, ge=256, description="Context window the creative role may fill."
+    )
+    analytical_context_tokens: int = Field(
+        default=32_000, ge=256, description="Context window the analytical role may fill."
+    )
 
     model_attempts: int = Field(default=3, ge=1, le=10, description="Attempts per model call.")
     model_retry_interval: float = Field(
@@ -78,9 +92,18 @@ class ModelSettings(BaseSettings):
     simulated_ttft: float = Field(
         default=0.15, ge=0, description="Simulated seconds to first token."
     )  # noqa: E501
-    simulated_tokens_per_second: float = Field(default=80.0, ge=0, description="0 = no pacing.")
-    simulated_fault_rate: float = Field(default=0.0, ge=0, le=1)
-    simulated_seed: int | None = None
+    simulated_tokens_per_second: float = Field(
+        default=80.0, ge=0, description="Simulated pace in tokens per second; 0 = no pacing."
+    )
+    simulated_fault_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of simulated calls that fail (timeout, 429, 500).",
+    )
+    simulated_seed: int | None = Field(
+        default=None, description="Makes simulated faults reproducible."
+    )
 
     @property
     def uses_provider(self) -> bool:

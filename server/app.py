@@ -5,13 +5,27 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
 
 from server.middleware import BodyLimit
 from server.routes import health, stream, threads
 from server.services import open_services
 from server.settings import Settings
+
+
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    # FastAPI's own handler echoes the input back, which fails on values JSON cannot
+    # carry (Infinity) and repeats hostile content; the field and the reason suffice.
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    detail = [
+        {"loc": [str(part) for part in error["loc"]], "msg": str(error["msg"]),
+         "type": str(error["type"])}
+        for error in errors
+    ]  # fmt: skip
+    return JSONResponse({"detail": detail}, status_code=422)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -40,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                             "ratelimit-reset"],
         )  # fmt: skip
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.include_router(health.router)
     app.include_router(threads.router)
     app.include_router(stream.router)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -73,6 +74,8 @@ def _params(model: type[_Params], raw: dict[str, Any]) -> _Params:
         )
         raise ProtocolError("invalid_argument", details) from exc
 
+
+logger = logging.getLogger("alma.server")
 
 CLAIMING = frozenset({"run.start", "subscription.subscribe", "subscription.reconnect"})
 """Commands that make an untouched thread the caller's."""
@@ -144,6 +147,17 @@ async def _dispatch(
                 retry_after=verdict.retry_after,
             )
         run = await services.runs.start(thread_id, params, limit_key=principal.limit_key)
+        messages = params.input["messages"]
+        logger.info(
+            "run %s started on thread %s by %s (%d messages)",
+            run.run_id,
+            thread_id,
+            principal.owner,
+            len(messages),
+        )
+        if settings.log_content:
+            # Prompts reach the logs only when ALMA_LOG_CONTENT asks for it.
+            logger.info("run %s input: %s", run.run_id, messages)
         if connection is not None and params.on_disconnect == "cancel":
             connection.cancel_on_close.add(run.run_id)
         return {"run_id": run.run_id}

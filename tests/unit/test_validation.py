@@ -1,0 +1,57 @@
+"""What a run may be given: shape, sizes, and text made safe."""
+
+import pytest
+
+from server.protocol import ProtocolError
+from server.validation import check_run_input, check_thread_id, normalise_text
+
+LIMITS = {"max_messages": 3, "max_chars": 20}
+
+
+def test_text_is_nfc_with_no_control_characters_but_newline_and_tab() -> None:
+    assert normalise_text("Cafe\u0301\x07 au\tlait\r\nnow\x00\x1b[31m") == "Café au\tlait\nnow[31m"
+
+
+def test_input_messages_are_normalised_in_every_accepted_form() -> None:
+    checked = check_run_input(
+        {"messages": [["user", "Cafe\u0301"], {"type": "human", "content": [
+            {"type": "text", "text": "a\x07b"}]}]},
+        **LIMITS,
+    )  # fmt: skip
+    assert checked == {
+        "messages": [
+            {"role": "user", "content": "Café"},
+            {"role": "human", "content": [{"type": "text", "text": "ab"}]},
+        ]
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, 'input must be {"messages"'),
+        ({"messages": [], "extra": 1}, 'input must be {"messages"'),
+        ({"messages": []}, "non-empty"),
+        ({"messages": [["user", "x"]] * 4}, "4 messages; the limit is 3 (ALMA_MAX_MESSAGES)"),
+        ({"messages": [["user", "x" * 21]]}, "21 characters; the limit is 20"),
+        ({"messages": [["robot", "x"]]}, "input.messages[0].role"),
+        ({"messages": [{"role": "user", "content": "x", "tool": 1}]}, "unknown field"),
+        ({"messages": [{"role": "user", "content": 5}]}, "input.messages[0].content"),
+    ],
+)
+def test_bad_input_is_refused_naming_the_field_or_limit(value: object, expected: str) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        check_run_input(value, **LIMITS)
+    assert caught.value.code == "invalid_argument"
+    assert expected in caught.value.message
+
+
+@pytest.mark.parametrize("thread_id", ["", "-lead", "a b", "x" * 129, "../etc", "t/1"])
+def test_thread_ids_outside_the_format_are_refused(thread_id: str) -> None:
+    with pytest.raises(ProtocolError):
+        check_thread_id(thread_id)
+
+
+def test_ordinary_thread_ids_pass() -> None:
+    for thread_id in ("t-1", "0a2b3c", "study:1", "user@example.com", "x" * 128):
+        check_thread_id(thread_id)
