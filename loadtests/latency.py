@@ -150,6 +150,10 @@ def alma_server(
         "ALMA_SIMULATED_TTFT": str(model_ttft),
         "ALMA_SIMULATED_TOKENS_PER_SECOND": str(tokens_per_second),
         "ALMA_THREAD_TTL": "600",
+        # The benchmark is one client opening hundreds of streams: no per-caller limits.
+        "ALMA_LIMIT_CONNECTIONS": "10000",
+        "ALMA_LIMIT_RUNS": "1000000",
+        "ALMA_LIMIT_TOKENS": "1000000000",
     }
     command = [sys.executable, "-m", "server.cli", "serve", "--host", LOOPBACK]
     process = subprocess.Popen(

@@ -113,6 +113,9 @@ class RedisConnectionSlots:
     async def release(self, key: str, connection_id: str) -> None:
         """Give a slot back."""
         self._held.pop((key, connection_id), None)
+        if not self._held and self._renewer is not None:
+            self._renewer.cancel()  # nothing left to renew; the next slot starts it again
+            self._renewer = None
         with contextlib.suppress(RedisError, OSError):
             await self.client.zrem(self._key(key), connection_id)
 

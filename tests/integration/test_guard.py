@@ -53,6 +53,7 @@ async def finished_run(service: Service, thread_id: str, key: str) -> str:
 @pytest.fixture(scope="module")
 def guarded(redis: RedisServer) -> Iterator[Service]:
     env = {**KEYS, "ALMA_LIMIT_RUNS": "1000", "ALMA_MAX_MESSAGE_CHARS": "100",
+           "ALMA_CORS_ORIGINS": "https://app.example",
            "ALMA_MAX_MESSAGES": "3", "ALMA_MAX_BODY_BYTES": "2048",
            "ALMA_MAX_WS_MESSAGE_BYTES": "4096"}  # fmt: skip
     with alma_service(redis.url, prefix="guard", env=env) as service:
@@ -126,6 +127,40 @@ async def test_browsers_may_connect_only_from_the_services_own_origin(guarded: S
     assert refused.close_code == 1008 and "origin" in refused.close_reason
     async with open_thread(guarded.url, thread(), additional_headers=own) as allowed:
         assert (await allowed.command("state.get"))["type"] == "success"
+
+
+async def test_cors_admits_only_configured_origins(guarded: Service) -> None:
+    preflight = {"Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "authorization,content-type"}  # fmt: skip
+    async with httpx.AsyncClient(base_url=guarded.url) as client:
+        friend = await client.options(
+            "/threads/t-1/commands", headers={"Origin": "https://app.example", **preflight}
+        )
+        stranger = await client.options(
+            "/threads/t-1/commands", headers={"Origin": "https://evil.example", **preflight}
+        )
+    assert friend.headers["access-control-allow-origin"] == "https://app.example"
+    assert "access-control-allow-origin" not in stranger.headers
+    configured = {"Origin": "https://app.example", **as_(ALICE)}
+    async with open_thread(guarded.url, thread(), additional_headers=configured) as socket:
+        assert (await socket.command("state.get"))["type"] == "success"
+
+
+async def test_logs_carry_no_keys_and_no_prompts(guarded: Service) -> None:
+    await finished_run(guarded, thread(), ALICE)
+    log = "".join(guarded.process.output)
+    assert "started on thread" in log and "by alice" in log
+    assert ALICE not in log and BOB not in log
+    assert "Write a haiku about rivers" not in log
+
+
+async def test_without_keys_limits_count_per_client_address(redis: RedisServer) -> None:
+    with alma_service(redis.url, prefix="by-address", env={"ALMA_LIMIT_RUNS": "1"}) as service:
+        assert any("authentication off" in line for line in service.process.output)
+        start = {"assistant_id": "manager", "input": HAIKU}
+        assert (await command(service, thread(), None, "run.start", **start)).status_code == 200
+        refused = await command(service, thread(), None, "run.start", **start)
+        assert refused.status_code == 429 and "for local" in refused.json()["message"]
 
 
 async def test_request_limits_name_the_limit(guarded: Service) -> None:

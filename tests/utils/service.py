@@ -35,6 +35,10 @@ def alma_service(
         "ALMA_SIMULATED_TTFT": "0",
         "ALMA_SIMULATED_TOKENS_PER_SECOND": "0",
         "ALMA_SHUTDOWN_GRACE_SECONDS": "5",
+        # Limits get in the way only of the tests about them, which set their own.
+        "ALMA_LIMIT_CONNECTIONS": "1000",
+        "ALMA_LIMIT_RUNS": "100000",
+        "ALMA_LIMIT_TOKENS": "1000000000",
         **(env or {}),
     }
     command = [sys.executable, "-m", "server.cli", "serve", "--port", str(port)]
