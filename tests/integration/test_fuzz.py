@@ -5,6 +5,7 @@ import json
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from typing import Any
 from urllib.parse import quote
 
@@ -158,13 +159,16 @@ class Sockets:
         self.url = url
         self.open: dict[str, ClientConnection] = {}
         self.closes: list[int | None] = []
+        self.stack = ExitStack()
 
     def get(self, thread_id: str) -> ClientConnection:
         if thread_id not in self.open:
-            self.open[thread_id] = connect(
-                f"{self.url}/threads/{thread_id}/stream/events",
-                additional_headers=auth(ALICE),
-                max_size=None,
+            self.open[thread_id] = self.stack.enter_context(
+                connect(
+                    f"{self.url}/threads/{thread_id}/stream/events",
+                    additional_headers=auth(ALICE),
+                    max_size=None,
+                )
             )
         return self.open[thread_id]
 
@@ -186,9 +190,8 @@ class Sockets:
 @pytest.fixture(scope="module")
 def sockets(service: Service) -> Iterator[Sockets]:
     opened = Sockets(service.url.replace("http", "ws"))
-    yield opened
-    for ws in opened.open.values():
-        ws.close()
+    with opened.stack:
+        yield opened
     assert set(opened.closes) <= ALLOWED_CLOSES, opened.closes
 
 
