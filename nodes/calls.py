@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.messages import AIMessage, AnyMessage, SystemMessage
+from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel
 from typing_extensions import TypedDict
 
@@ -68,14 +69,16 @@ async def call_model(
     )
     model = provider.chat_model(role)
     parsed: BaseModel | None = None
+    # Callbacks (metrics, traces) learn which role a call served from its metadata.
+    config: RunnableConfig = {"metadata": {"alma_role": role}}
     try:
         if schema is None:
-            message = await model.ainvoke(prompt.messages)
+            message = await model.ainvoke(prompt.messages, config)
         else:
             structured = model.with_structured_output(
                 schema, method="function_calling", include_raw=True
             )
-            result: dict[str, Any] = await structured.ainvoke(prompt.messages)  # type: ignore[assignment]
+            result: dict[str, Any] = await structured.ainvoke(prompt.messages, config)  # type: ignore[assignment]
             message, parsed = result["raw"], result["parsed"]
             if parsed is None:
                 raise ModelOutputError(f"expected a {schema.__name__}: {result['parsing_error']}")

@@ -6,6 +6,7 @@ layer) maps the same codes onto HTTP statuses and protocol error codes.
 
 from __future__ import annotations
 
+import logging
 from enum import StrEnum
 
 import httpx
@@ -14,6 +15,8 @@ from langgraph.errors import NodeError, NodeTimeoutError
 from langgraph.graph import END
 from langgraph.types import Command
 from typing_extensions import TypedDict
+
+logger = logging.getLogger("alma.nodes")
 
 
 class ErrorCode(StrEnum):
@@ -172,4 +175,11 @@ def end_with_error(state: object, error: NodeError) -> Command[str]:
     The run ends normally with `error` set in its state, so callers see a clear failure
     instead of an exception or a hang.
     """
-    return Command(update={"error": describe_failure(error.error, node=error.node)}, goto=END)
+    failure = describe_failure(error.error, node=error.node)
+    # The exception itself (its chain included) goes to the error log; the run's
+    # caller gets the short message.
+    logger.error(
+        "%s", failure["message"], exc_info=error.error,
+        extra={"error_code": failure["code"], "node": failure["node"]},
+    )  # fmt: skip
+    return Command(update={"error": failure}, goto=END)

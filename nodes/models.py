@@ -13,7 +13,7 @@ from pydantic import AliasChoices, Field, HttpUrl, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from nodes.context import TokenCounter
-from nodes.simulated import SimulatedChatModel
+from nodes.simulated import FAULTS, Fault, SimulatedChatModel
 
 Role = Literal["router", "creative", "analytical"]
 ROLES: tuple[Role, ...] = ("router", "creative", "analytical")
@@ -100,6 +100,10 @@ class ModelSettings(BaseSettings):
         ge=0,
         le=1,
         description="Share of simulated calls that fail (timeout, 429, 500).",
+    )
+    simulated_faults: tuple[Fault, ...] = Field(
+        default=FAULTS,
+        description='Which faults the simulated rate draws from, as JSON (`["server_error"]`).',
     )
     simulated_seed: int | None = Field(
         default=None, description="Makes simulated faults reproducible."
@@ -205,6 +209,7 @@ class ModelProvider:
                 ttft=settings.simulated_ttft,
                 tokens_per_second=settings.simulated_tokens_per_second,
                 fault_rate=settings.simulated_fault_rate,
+                faults=settings.simulated_faults,
                 seed=settings.simulated_seed,
                 roles=roles,
                 policy=policy,
@@ -258,6 +263,7 @@ class ModelProvider:
         ttft: float = 0.0,
         tokens_per_second: float = 0.0,
         fault_rate: float = 0.0,
+        faults: tuple[Fault, ...] = FAULTS,
         seed: int | None = None,
         roles: Mapping[Role, RoleConfig] | None = None,
         policy: CallPolicy | None = None,
@@ -271,6 +277,7 @@ class ModelProvider:
                 ttft=ttft,
                 tokens_per_second=tokens_per_second,
                 fault_rate=fault_rate,
+                faults=faults,
                 seed=seed,
                 counter=counter,
             )

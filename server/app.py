@@ -10,10 +10,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
-from server.middleware import BodyLimit
+from server.logs import configure_logging
+from server.middleware import BodyLimit, RequestContext
 from server.routes import health, stream, threads
 from server.services import open_services
 from server.settings import Settings
+from server.version import VERSION
 
 
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
@@ -31,6 +33,8 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service; its parts open with the app's lifespan and close with it."""
     settings = settings or Settings()
+    # Each uvicorn worker builds its own app: logging is set up here, in every process.
+    configure_logging(settings.log_setup())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -41,7 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="ALMA",
         summary="A manager agent that routes to creative or analytical subgraphs, streamed.",
-        version="0.1.0",
+        version=VERSION,
         lifespan=lifespan,
     )
     if settings.cors_origins:
@@ -54,6 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                             "ratelimit-reset"],
         )  # fmt: skip
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    # Added last, so it wraps everything: even a refused request gets an id and a line.
+    app.add_middleware(RequestContext)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.include_router(health.router)
     app.include_router(threads.router)

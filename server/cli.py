@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import logging
+import os
+import shutil
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 
@@ -22,7 +27,9 @@ from nodes.models import ModelProvider, ModelSettings
 from nodes.run_context import RunContext
 from server.auth import new_key
 from server.client import CommandError, open_thread
-from server.settings import Settings, describe_errors, show_settings
+from server.logs import configure_logging
+from server.metrics import MULTIPROC_ENV
+from server.settings import Settings, describe_errors, example_env, show_settings
 from server.terminal import Style, render_remote_run, render_run
 
 logger = logging.getLogger("alma")
@@ -59,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     config = commands.add_parser(
         "config", help="print the effective configuration (secrets masked) and check it"
     )
+    config.add_argument(
+        "--example",
+        action="store_true",
+        help="print every setting with its default and meaning instead (.env.example)",
+    )
     config.add_argument("--verbose", "-v", action="store_true", help=argparse.SUPPRESS)
     keygen = commands.add_parser(
         "keygen",
@@ -70,26 +82,47 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    settings = Settings()
-    uvicorn.run(
-        "server.app:create_app",
-        factory=True,
-        host=args.host or settings.host,
-        port=args.port or settings.port,
-        workers=args.workers or settings.workers,
-        # Runs get their grace period inside the app's shutdown; uvicorn waits a little
-        # longer so that drain can finish and tell clients how their runs ended.
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 5,
-        log_level="debug" if args.verbose else "info",
-        ws_ping_interval=20,
-        ws_ping_timeout=20,
-        # An oversized WebSocket message closes the connection with 1009.
-        ws_max_size=settings.max_ws_message_bytes,
-    )
+    workers = args.workers or settings.workers
+    if args.verbose:
+        os.environ["ALMA_LOG_LEVEL"] = "debug"  # the workers read their settings anew
+    with _metrics_directory(workers):
+        uvicorn.run(
+            "server.app:create_app",
+            factory=True,
+            host=args.host or settings.host,
+            port=args.port or settings.port,
+            workers=workers,
+            # Runs get their grace period inside the app's shutdown; uvicorn waits a little
+            # longer so that drain can finish and tell clients how their runs ended.
+            timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 5,
+            # The app's logging setup formats uvicorn's lines too; its own access lines
+            # are replaced by the app's, which carry request ids and durations.
+            log_config=None,
+            log_level="debug" if args.verbose else settings.log_level,
+            access_log=False,
+            ws_ping_interval=20,
+            ws_ping_timeout=20,
+            # An oversized WebSocket message closes the connection with 1009.
+            ws_max_size=settings.max_ws_message_bytes,
+        )
     return 0
+
+
+@contextlib.contextmanager
+def _metrics_directory(workers: int) -> Iterator[None]:
+    """With several workers, a fresh directory where they all write their metrics."""
+    if workers == 1 or os.environ.get(MULTIPROC_ENV):
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="alma-metrics-")
+    os.environ[MULTIPROC_ENV] = directory
+    try:
+        yield
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 async def _chat(args: argparse.Namespace) -> int:
@@ -158,16 +191,19 @@ def _read_messages(style: Style) -> Iterator[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `alma` command."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
     try:
+        settings = Settings()
+        setup = settings.log_setup(split_streams=args.command == "serve")
+        # A terminal command's output is its answer: its logs stay on stderr, readable.
+        if args.command != "serve" and settings.log_format == "auto":
+            setup = dataclasses.replace(setup, format="console")
+        if args.verbose:
+            setup = dataclasses.replace(setup, level="debug")
+        configure_logging(setup)
         if args.command == "serve":
-            return _serve(args)
+            return _serve(args, settings)
         if args.command == "config":
-            print(show_settings(Settings()))
+            print(example_env() if args.example else show_settings(settings) + "\n", end="")
             return 0
         if args.command == "keygen":
             key, entry = new_key(args.owner)

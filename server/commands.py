@@ -146,7 +146,9 @@ async def _dispatch(
                 verdict.explain(principal.owner),
                 retry_after=verdict.retry_after,
             )
-        run = await services.runs.start(thread_id, params, limit_key=principal.limit_key)
+        run = await services.runs.start(
+            thread_id, params, limit_key=principal.limit_key, owner=principal.owner
+        )
         messages = params.input["messages"]
         logger.info(
             "run %s started on thread %s by %s (%d messages)",
@@ -154,6 +156,7 @@ async def _dispatch(
             thread_id,
             principal.owner,
             len(messages),
+            extra={"run_id": run.run_id, "thread_id": thread_id, "owner": principal.owner},
         )
         if settings.log_content:
             # Prompts reach the logs only when ALMA_LOG_CONTENT asks for it.

@@ -21,6 +21,8 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
+from server.metrics import RATE_LIMITED
+
 SLOT_LEASE_SECONDS = 60.0
 """A connection's slot outlives a crashed process by at most this."""
 
@@ -166,6 +168,12 @@ class MemoryConnectionSlots:
         """Nothing to stop."""
 
 
+def _counted(verdict: Verdict) -> Verdict:
+    if not verdict.allowed:
+        RATE_LIMITED.labels(verdict.name.split()[-1]).inc()
+    return verdict
+
+
 class RateLimits:
     """The limits of every caller: runs and tokens per window, connections at once."""
 
@@ -218,10 +226,12 @@ class RateLimits:
         """Count a new run, unless the caller is out of runs or tokens for the window."""
         tokens_left, tokens_reset = await self._stats(self._tokens, key)
         if tokens_left <= 0:
-            return Verdict("model tokens", False, self._tokens.amount, 0, tokens_reset, self.window)
+            return _counted(
+                Verdict("model tokens", False, self._tokens.amount, 0, tokens_reset, self.window)
+            )
         allowed = await self._limiter.hit(self._runs, key)
         remaining, reset = await self._stats(self._runs, key)
-        return Verdict("runs", allowed, self._runs.amount, remaining, reset, self.window)
+        return _counted(Verdict("runs", allowed, self._runs.amount, remaining, reset, self.window))
 
     async def spend_tokens(self, key: str, tokens: int) -> None:
         """Charge a finished run's model tokens (up to what the window has left)."""
@@ -236,7 +246,7 @@ class RateLimits:
         taken, count = await self.slots.acquire(key, connection_id, self.connections)
         remaining = self.connections - count
         reset = 0.0 if taken else SLOT_LEASE_SECONDS / 6
-        return Verdict("connections", taken, self.connections, remaining, reset, 0)
+        return _counted(Verdict("connections", taken, self.connections, remaining, reset, 0))
 
     async def close_connection(self, key: str, connection_id: str) -> None:
         """Give the slot back."""

@@ -1,10 +1,77 @@
-"""ASGI middleware: the request body size limit."""
+"""ASGI middleware: request ids, access logs and HTTP metrics; the body size limit."""
 
 from __future__ import annotations
 
 import json
+import logging
+import re
+import time
+import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.logs import bound
+from server.metrics import HTTP_DURATION, HTTP_REQUESTS
+
+logger = logging.getLogger("alma.access")
+
+REQUEST_ID_HEADER = "x-request-id"
+_GOOD_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_QUIET_PATHS = frozenset({"/metrics", "/health", "/ready"})
+
+
+class RequestContext:
+    """Give every request an id, put it on its log lines and its answer; log and count it.
+
+    A caller's own `X-Request-ID` is kept when it is a plausible id, so one id can
+    follow a request through a proxy into ALMA's logs.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        """Wrap `app`."""
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve the request inside its logging context."""
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        given = (
+            dict(scope.get("headers") or []).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
+        )
+        request_id = given if _GOOD_ID.match(given) else uuid.uuid4().hex
+        with bound(request_id=request_id):
+            if scope["type"] == "websocket":
+                await self.app(scope, receive, send)
+                return
+            await self._http(scope, receive, send, request_id)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers") or [])
+                headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            method = scope.get("method", "")
+            HTTP_REQUESTS.labels(method, route, str(status)).inc()
+            HTTP_DURATION.labels(method, route).observe(elapsed)
+            if scope.get("path") not in _QUIET_PATHS or status >= 400:
+                logger.info(
+                    "%s %s %d %.1f ms", method, scope.get("path"), status, elapsed * 1000,
+                    extra={"status": status, "duration_ms": round(elapsed * 1000, 2)},
+                )  # fmt: skip
 
 
 class BodyTooLargeError(Exception):

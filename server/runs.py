@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -24,10 +25,13 @@ from redis.exceptions import RedisError
 
 from graphs.manager import ANSWER_NODES, ROUTE_NODES
 from nodes.run_context import RunContext
+from server import metrics
 from server.broker import Broker
 from server.coordination import ActiveRun, Control, RunLeases
 from server.event_log import EventLog
 from server.events import from_graph, lifecycle, numbered
+from server.logs import bound
+from server.observer import Observability, RunObserver
 from server.protocol import ProtocolError, RunStartParams
 
 logger = logging.getLogger("alma.server")
@@ -103,6 +107,30 @@ class Run:
     stopper: asyncio.Task[None] | None = None
     limit_key: str | None = None
     """Whose token budget the run's model calls are charged to."""
+    owner: str | None = None
+    started: float = field(default_factory=time.perf_counter)
+    first_token_at: float | None = None
+    last_token_at: float | None = None
+    route: str | None = None
+
+
+def _note_progress(run: Run, event: dict[str, Any]) -> None:
+    """Track the run's route and when its tokens flow, from the events it streams."""
+    params = event["params"]
+    data = params.get("data")
+    if not isinstance(data, dict):
+        return
+    if event["method"] == "messages":
+        delta = data.get("delta")
+        if data.get("event") == "content-block-delta" and isinstance(delta, dict):
+            if delta.get("type") == "text-delta" and delta.get("text"):
+                run.last_token_at = time.perf_counter()
+                if run.first_token_at is None:
+                    run.first_token_at = run.last_token_at
+    elif event["method"] == "updates" and data.get("node") == "route":
+        decision = (data.get("values") or {}).get("decision")
+        if isinstance(decision, dict) and isinstance(decision.get("route"), str):
+            run.route = decision["route"]
 
 
 class RunManager:
@@ -120,6 +148,7 @@ class RunManager:
         lease_seconds: float,
         wait_seconds: float,
         spend_tokens: Callable[[str, int], Awaitable[None]] | None = None,
+        observability: Observability | None = None,
     ) -> None:
         self.graph = graph
         self.log = log
@@ -130,6 +159,7 @@ class RunManager:
         self.lease_seconds = lease_seconds
         self.wait_seconds = wait_seconds
         self.spend_tokens = spend_tokens
+        self.observability = observability or Observability()
         self.runs: dict[str, Run] = {}
         self.draining = False
 
@@ -145,7 +175,12 @@ class RunManager:
     # -- start ---------------------------------------------------------------------------
 
     async def start(
-        self, thread_id: str, params: RunStartParams, *, limit_key: str | None = None
+        self,
+        thread_id: str,
+        params: RunStartParams,
+        *,
+        limit_key: str | None = None,
+        owner: str | None = None,
     ) -> Run:
         """Start a run on a thread, honouring its multitask strategy.
 
@@ -163,7 +198,7 @@ class RunManager:
                 f"unknown assistant_id {params.assistant_id!r}; this server runs 'manager'",
             )
         context = self._context(params)
-        run = Run(run_id=str(uuid.uuid4()), thread_id=thread_id, limit_key=limit_key)
+        run = Run(run_id=str(uuid.uuid4()), thread_id=thread_id, limit_key=limit_key, owner=owner)
         await self._take_thread(thread_id, run.run_id, params.multitask_strategy)
         try:
             first_seq = await self.log.last_seq(thread_id) + 1
@@ -173,7 +208,8 @@ class RunManager:
             await self.leases.release(thread_id, run.run_id)
             raise
         self.runs[run.run_id] = run
-        run.task = asyncio.create_task(self._execute(run, active, params, context))
+        with bound(run_id=run.run_id, thread_id=thread_id, owner=owner):
+            run.task = asyncio.create_task(self._execute(run, active, params, context))
         with contextlib.suppress(Exception):
             await self.control.publish(
                 {"kind": "started", "thread_id": thread_id, "first_seq": first_seq,
@@ -230,11 +266,21 @@ class RunManager:
             thread_id=run.thread_id, first_seq=active.first_seq, log=self.log, broker=self.broker
         )
         renewer = asyncio.create_task(self._keep_lease(run.thread_id, active))
+        observe = self.observability
+        observer = RunObserver(observe.prices, observe.model)
+        ids = {"thread_id": run.thread_id, "run_id": run.run_id, "owner": run.owner or "",
+               "alma_version": observe.version}  # fmt: skip
+        tags = ["alma", f"alma:{observe.version}"]
+        tracer = observe.tracing.tracer(tags=tags, metadata=ids)
         config: RunnableConfig = {
             "configurable": {"thread_id": run.thread_id},
-            "metadata": {**params.metadata, "run_id": run.run_id},
+            "metadata": {**params.metadata, **ids},
+            "tags": tags,
             "run_id": uuid.UUID(run.run_id),
+            "callbacks": [observer] if tracer is None else [observer, tracer],
         }
+        metrics.RUNS_STARTED.inc()
+        metrics.RUNS_ACTIVE.inc()
         terminal: dict[str, Any]
         try:
             await emitter.emit(lifecycle("started", run_id=run.run_id))
@@ -248,10 +294,13 @@ class RunManager:
             async for event in stream:
                 wire = from_graph(event)
                 self._remember_answer(run, wire)
+                _note_progress(run, wire)
                 await emitter.emit(wire)
             run.winding_down = True
             state = await self.graph.aget_state(config)
             await self._charge(run, state.values.get("usage"))
+            decision = state.values.get("decision")
+            run.route = (decision or {}).get("route") or run.route
             error = state.values.get("error")
             if error:
                 terminal = lifecycle(
@@ -274,20 +323,65 @@ class RunManager:
                 code="storage_unavailable",
             )
         except Exception as exc:
-            logger.exception("run %s failed", run.run_id)
+            logger.exception("run %s failed", run.run_id, extra={"error_code": "internal"})
             terminal = lifecycle(
                 "failed", run_id=run.run_id, error=f"{type(exc).__name__}: {exc}", code="internal"
             )
         finally:
             run.winding_down = True
             renewer.cancel()
+            metrics.RUNS_ACTIVE.dec()
         try:
+            terminal["params"]["data"].update(await self._account(run, terminal, observer))
             await emitter.emit(terminal)
             await emitter.close()
         finally:
             self.runs.pop(run.run_id, None)
             with contextlib.suppress(RedisError, OSError):
                 await self.leases.release(run.thread_id, run.run_id)
+
+    async def _account(
+        self, run: Run, terminal: dict[str, Any], observer: RunObserver
+    ) -> dict[str, Any]:
+        """Record how the run went in metrics and the log; the figures its last event carries."""
+        now = time.perf_counter()
+        data = terminal["params"]["data"]
+        code = data.get("code") or ""
+        outcome = (
+            "completed" if data["event"] == "completed"
+            else "cancelled" if code == "cancelled" else "failed"
+        )  # fmt: skip
+        route = run.route or "unknown"
+        metrics.RUNS_FINISHED.labels(route, outcome, code).inc()
+        metrics.RUN_DURATION.labels(route, outcome).observe(now - run.started)
+        figures: dict[str, Any] = {
+            "route": run.route,
+            "duration_ms": round((now - run.started) * 1000, 1),
+            "cost_usd": round(observer.cost_usd, 8),
+            "models": {name: dataclasses.asdict(t) for name, t in observer.models.items()},
+        }
+        if run.first_token_at is not None:
+            ttft = run.first_token_at - run.started
+            metrics.TIME_TO_FIRST_TOKEN.labels(route).observe(ttft)
+            figures["time_to_first_token_ms"] = round(ttft * 1000, 1)
+            completion = sum(totals.completion_tokens for totals in observer.models.values())
+            streaming = (run.last_token_at or now) - run.first_token_at
+            if completion and streaming > 0:
+                metrics.TOKENS_PER_SECOND.labels(route).observe(completion / streaming)
+        trace_url = await self.observability.tracing.run_url(run.run_id)
+        if trace_url is not None:
+            figures["trace_url"] = trace_url
+        log = logger.info if outcome == "completed" else logger.warning
+        log(
+            "run %s %s on route %s in %.0f ms",
+            run.run_id,
+            outcome,
+            route,
+            figures["duration_ms"],
+            extra={"outcome": outcome, "error_code": code or None, "route": route,
+                   "cost_usd": figures["cost_usd"]},
+        )  # fmt: skip
+        return figures
 
     async def _charge(self, run: Run, usage: Any) -> None:
         if self.spend_tokens is None or run.limit_key is None or not isinstance(usage, dict):

@@ -32,9 +32,14 @@ from server.coordination import (
 )
 from server.event_log import EventLog, MemoryEventLog, RedisEventLog
 from server.limits import RateLimits
+from server.metrics import ComponentState, ResourceSampler, process_ended
+from server.observer import Observability
 from server.owners import MemoryThreadOwners, RedisThreadOwners, ThreadOwners
+from server.pricing import PriceTable
 from server.runs import RunManager
 from server.settings import Settings
+from server.timed_checkpointer import time_checkpointer
+from server.tracing import Tracing
 
 logger = logging.getLogger("alma.server")
 
@@ -56,6 +61,8 @@ class Services:
     owners: ThreadOwners
     limits: RateLimits
     instance: str
+    observability: Observability
+    sampler: ResourceSampler
     started: float = field(default_factory=time.time)
     connections: set[Any] = field(default_factory=set)
 
@@ -72,7 +79,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     async with open_memory(settings) as memory:
         graph = build_manager_graph(
             provider=provider,
-            checkpointer=memory.checkpointer,
+            checkpointer=(time_checkpointer(memory.checkpointer) if memory.checkpointer else None),
             cache=memory.cache,
             cache_ttl=memory.cache_ttl,
         )
@@ -112,6 +119,22 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             queue_size=settings.send_queue_size,
             run_origin=lambda thread_id: runs.run_origin(thread_id),
         )
+        observability = Observability(
+            prices=PriceTable(settings.model_prices),
+            tracing=Tracing(
+                enabled=settings.langsmith_tracing,
+                project=settings.langsmith_project,
+                api_key=(
+                    settings.langsmith_api_key.get_secret_value()
+                    if settings.langsmith_api_key
+                    else None
+                ),
+                endpoint=settings.langsmith_endpoint,
+                health=ComponentState(),
+            ),
+        )
+        if observability.tracing.enabled:
+            logger.info("tracing runs to LangSmith project %s", settings.langsmith_project)
         runs = RunManager(
             graph=graph,
             log=log,
@@ -122,6 +145,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             lease_seconds=settings.run_lease_seconds,
             wait_seconds=settings.multitask_wait_seconds,
             spend_tokens=limits.spend_tokens,
+            observability=observability,
         )
         keys = KeyRing(settings.key_owners())
         if not keys.required:
@@ -130,6 +154,13 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 "is the owner 'local' and limits count per client address"
             )
         listener = asyncio.create_task(control.listen(runs.on_control))
+        sampler = ResourceSampler(
+            interval=settings.metrics_sample_seconds,
+            ping=memory.redis.ping if memory.redis is not None else None,
+        )
+        sampler.sample()
+        await sampler.check_redis()
+        sampling = asyncio.create_task(sampler.run())
         services = Services(
             settings=settings,
             provider=provider,
@@ -144,6 +175,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             owners=owners,
             limits=limits,
             instance=instance,
+            observability=observability,
+            sampler=sampler,
         )
         try:
             yield services
@@ -151,7 +184,10 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             await runs.shutdown(settings.shutdown_grace_seconds)
             await broker.close()
             await limits.aclose()
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+            for task in (listener, sampling):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await observability.tracing.aclose()
             await provider.aclose()
+            process_ended(os.getpid())

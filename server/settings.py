@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
+    BaseModel,
     Field,
     SecretStr,
     ValidationError,
@@ -17,6 +20,8 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 
 from memory.settings import MemorySettings
 from nodes.models import ModelSettings
+from server.logs import LogSetup
+from server.pricing import DEFAULT_PRICES, ModelPrice
 
 _KEY_HASH = re.compile(r"^(?P<owner>[A-Za-z0-9_.@-]{1,64}):sha256:(?P<digest>[0-9a-f]{64})$")
 
@@ -107,6 +112,46 @@ class Settings(ModelSettings, MemorySettings):
         default=False, description="Log prompts and answers (debugging only)."
     )
 
+    # -- logs --------------------------------------------------------------------------
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Lowest level logged."
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto",
+        description="Console lines: `json`, readable `console`, or `auto` (console on a "
+        "terminal, JSON otherwise).",
+    )
+    log_file: Path | None = Field(
+        default=None, description="Also write JSON lines to this file, rotated."
+    )
+    log_error_file: Path | None = Field(
+        default=None,
+        description="Errors again in this file (default: the log file's name + `.errors`).",
+    )
+    log_rotate_bytes: int = Field(
+        default=10 * 1024 * 1024,
+        ge=0,
+        description="Rotate log files at this size; 0 rotates by time (ALMA_LOG_ROTATE_WHEN).",
+    )
+    log_rotate_when: Literal["S", "M", "H", "D", "midnight", "W0", "W1", "W2", "W3", "W4",
+                             "W5", "W6"] = Field(
+        default="midnight", description="When to rotate, if not by size."
+    )  # fmt: skip
+    log_backups: int = Field(default=7, ge=0, description="Rotated log files kept.")
+
+    # -- metrics and cost --------------------------------------------------------------
+    metrics_sample_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often process resources and Redis round trip are sampled.",
+    )
+    model_prices: dict[str, ModelPrice] = Field(
+        default_factory=lambda: dict(DEFAULT_PRICES),
+        description="USD per million prompt / completion tokens by model, as JSON "
+        '(`{"gpt-4o-mini": {"prompt": 0.15, "completion": 0.6}}`); replaces the built-in '
+        "table. Unknown models cost 0 and are logged once.",
+    )
+
     # -- LangSmith (its own variables) --------------------------------------------------
     langsmith_tracing: bool = Field(
         default=False,
@@ -161,6 +206,19 @@ class Settings(ModelSettings, MemorySettings):
             if self.redis_url is None:
                 raise ValueError("ALMA_MODE=production needs ALMA_REDIS_URL")
         return self
+
+    def log_setup(self, *, split_streams: bool = True) -> LogSetup:
+        """Where and how to log, from these settings."""
+        return LogSetup(
+            level=self.log_level,
+            format=self.log_format,
+            file=self.log_file,
+            error_file=self.log_error_file,
+            rotate_bytes=self.log_rotate_bytes,
+            rotate_when=self.log_rotate_when,
+            backups=self.log_backups,
+            split_streams=split_streams,
+        )
 
     def key_owners(self) -> dict[str, str]:
         """Owner by the hex SHA-256 digest of their key."""
@@ -219,11 +277,58 @@ def show_settings(settings: Settings) -> str:
                 if isinstance(value, list)
                 else "********"
             )
-        elif isinstance(value, list):
-            shown = ",".join(str(item) for item in value)
         elif value is None:
             shown = ""
         else:
-            shown = str(value)
+            shown = _example_value(value)
         lines.append(f"{variable}={shown}")
     return "\n".join(lines)
+
+
+_SECTIONS = {
+    "redis_url": "Conversation memory (Redis or Valkey)",
+    "provider": "Model provider and models",
+    "mode": "Who may call, and from where",
+    "host": "The service (alma serve)",
+    "limit_connections": "Rate limits, per API key (per client address without keys)",
+    "max_body_bytes": "Request limits",
+    "log_level": "Logs",
+    "metrics_sample_seconds": "Metrics and cost",
+    "langsmith_tracing": "LangSmith",
+}
+
+
+def _example_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict):
+        return json.dumps(
+            {key: item.model_dump() if isinstance(item, BaseModel) else item
+             for key, item in value.items()},
+            separators=(",", ":"),
+        )  # fmt: skip
+    if isinstance(value, tuple):
+        return json.dumps(list(value), separators=(",", ":"))
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value)
+    return str(value)
+
+
+def example_env() -> str:
+    """`.env.example`: every setting with its default and meaning, from the schema."""
+    lines = [
+        "# ALMA settings: every one, with its default. Copy to .env and change what you need;",
+        "# the environment wins over .env. `alma config` prints the effective values.",
+    ]
+    defaults = Settings.model_construct()
+    for name, variable in env_names().items():
+        if name in _SECTIONS:
+            lines += ["", f"# == {_SECTIONS[name]} =="]
+        description = Settings.model_fields[name].description or ""
+        lines.append(f"# {' '.join(description.split())}")
+        value = getattr(defaults, name)
+        if value is None or (name in SECRET_FIELDS and not value):
+            lines.append(f"# {variable}=")
+        else:
+            lines.append(f"{variable}={_example_value(value)}")
+    return "\n".join(lines) + "\n"

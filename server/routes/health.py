@@ -7,11 +7,13 @@ import time
 from typing import Literal
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from redis.exceptions import RedisError
 
+from server import metrics
 from server.deps import ServicesDep
+from server.metrics import ComponentState
 
 router = APIRouter(tags=["health"])
 
@@ -30,6 +32,25 @@ class Component(BaseModel):
     status: Literal["ok", "degraded", "down"]
     detail: str
     latency_ms: float | None = None
+    """The latest check or call, in milliseconds."""
+    last_error: str | None = None
+    last_error_at: float | None = None
+    """When `last_error` happened (Unix seconds)."""
+
+
+def _component(
+    status: Literal["ok", "degraded", "down"],
+    detail: str,
+    state: ComponentState,
+    latency_ms: float | None = None,
+) -> Component:
+    return Component(
+        status=status,
+        detail=detail,
+        latency_ms=state.latency_ms if latency_ms is None else latency_ms,
+        last_error=state.last_error,
+        last_error_at=state.last_error_at,
+    )
 
 
 class Readiness(BaseModel):
@@ -75,26 +96,46 @@ async def read_ready(services: ServicesDep) -> JSONResponse:
     """Readiness: Redis reachable (or process memory allowed), a model, a compiled graph."""
     components: dict[str, Component] = {}
     memory = services.memory
+    redis_state = services.sampler.redis
     if memory.redis is None:
-        components["redis"] = Component(status="degraded", detail=memory.description)
+        components["redis"] = _component("degraded", memory.description, redis_state)
     else:
         started = time.perf_counter()
         try:
             await memory.redis.ping()
-            components["redis"] = Component(
-                status="ok",
-                detail=memory.description,
-                latency_ms=round((time.perf_counter() - started) * 1000, 2),
-            )
+            redis_state.ok(time.perf_counter() - started)
+            components["redis"] = _component("ok", memory.description, redis_state)
         except (RedisError, OSError) as exc:
-            components["redis"] = Component(status="down", detail=f"unreachable: {exc}")
+            redis_state.failed(exc)
+            components["redis"] = _component("down", f"unreachable: {exc}", redis_state)
     provider = services.provider
-    components["model"] = Component(
-        status="degraded" if provider.is_simulated else "ok", detail=provider.description
+    observability = services.observability
+    components["model"] = _component(
+        "degraded" if provider.is_simulated else "ok", provider.description, observability.model
     )
+    tracing = observability.tracing
+    if tracing.enabled:
+        # Traces are best effort: LangSmith trouble degrades, never stops, the service.
+        failing = tracing.health.last_error_at is not None and (
+            tracing.health.last_error_at >= (tracing.health.checked_at or 0)
+        )
+        components["langsmith"] = _component(
+            "degraded" if failing else "ok", f"project {tracing.project}", tracing.health
+        )
     components["graph"] = Component(status="ok", detail=f"compiled: {services.graph.name}")
     if services.runs.draining:
         components["server"] = Component(status="down", detail="shutting down")
     ready = all(c.status != "down" for c in components.values())
     body = Readiness(ready=ready, components=components)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format."}},
+)
+async def read_metrics() -> Response:
+    """Prometheus metrics: runs, latency, tokens, cost, connections, resources."""
+    body, content_type = metrics.render()
+    return Response(body, media_type=content_type)

@@ -33,6 +33,8 @@ from server.deps import (
 )
 from server.events import dumps
 from server.limits import Verdict
+from server.logs import bind
+from server.metrics import MESSAGES_SENT, SLOW_CONSUMERS, SSE_OPEN, WEBSOCKETS_OPEN
 from server.protocol import Command, CommandAnswer, ProtocolError, SubscribeParams, failure
 from server.services import Services
 
@@ -106,8 +108,11 @@ async def stream_events(
         raise
     heartbeat = services.settings.sse_heartbeat_seconds
 
+    sent = MESSAGES_SENT.labels("sse")
+
     async def body() -> AsyncIterator[bytes]:
         events = subscription.events()
+        SSE_OPEN.inc()
         try:
             while True:
                 try:
@@ -117,6 +122,7 @@ async def stream_events(
                     continue
                 except StopAsyncIteration:
                     return
+                sent.inc()
                 yield (
                     f"id: {event['seq']}\nevent: {event['method']}\n".encode()
                     + b"data: "
@@ -124,9 +130,11 @@ async def stream_events(
                     + b"\n\n"
                 )
         except SlowConsumerError as exc:
+            SLOW_CONSUMERS.inc()
             notice = failure(None, "unknown_error", str(exc)) | {"since": exc.last_seq}
             yield b"event: error\ndata: " + dumps(notice) + b"\n\n"
         finally:
+            SSE_OPEN.dec()
             services.broker.unsubscribe(subscription)
             await services.limits.close_connection(principal.limit_key, slot)
 
@@ -173,12 +181,16 @@ async def _serve_socket(
     websocket: WebSocket, thread_id: str, services: Services, principal: Principal
 ) -> None:
     lock = asyncio.Lock()
+    sent = MESSAGES_SENT.labels("websocket")
+    bind(thread_id=thread_id, owner=principal.owner)
 
     async def send(message: dict[str, Any]) -> None:
         async with lock:
             await websocket.send_bytes(dumps(message))
+        sent.inc()
 
     async def on_slow(exc: SlowConsumerError) -> None:
+        SLOW_CONSUMERS.inc()
         with contextlib.suppress(Exception):
             await websocket.close(
                 CLOSE_SLOW_CONSUMER, f"too slow; resume with since={exc.last_seq}"
@@ -186,6 +198,7 @@ async def _serve_socket(
 
     connection = Connection(send=send, on_slow=on_slow)
     services.connections.add(websocket)
+    WEBSOCKETS_OPEN.inc()
     try:
         while True:
             raw = await websocket.receive()
@@ -201,6 +214,7 @@ async def _serve_socket(
     except (WebSocketDisconnect, RuntimeError):
         return
     finally:
+        WEBSOCKETS_OPEN.dec()
         services.connections.discard(websocket)
         await close_connection(services, connection)
         if websocket.client_state == WebSocketState.CONNECTED:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from server.auth import KeyRing, new_key
-from server.settings import Settings, env_names
+from server.settings import Settings, env_names, example_env
 from tests.utils.processes import ROOT
 
 
@@ -29,6 +29,19 @@ def test_env_example_lists_every_setting_and_nothing_else() -> None:
     text = (ROOT / ".env.example").read_text()
     listed = set(re.findall(r"^(?:# )?([A-Z][A-Z0-9_]+)=", text, flags=re.MULTILINE))
     assert listed == set(env_names().values())
+    # The file is what `alma config --example` prints: regenerate it when settings change.
+    assert text == example_env()
+
+
+def test_env_example_loads_as_exactly_the_defaults(tmp_path: Path) -> None:
+    with_file, without = tmp_path / "with", tmp_path / "without"
+    with_file.mkdir()
+    without.mkdir()
+    (with_file / ".env").write_text(example_env())
+    loaded, defaults = alma(with_file, "config"), alma(without, "config")
+    assert loaded.returncode == defaults.returncode == 0, loaded.stderr
+    assert loaded.stdout == defaults.stdout
+    assert "ALMA_MODEL_PRICES=" in loaded.stdout
 
 
 def test_bad_settings_stop_with_one_line_per_variable(tmp_path: Path) -> None:

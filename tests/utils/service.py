@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+
+import httpx
 
 from tests.utils.processes import ServerProcess, free_port, running
 
@@ -42,5 +45,26 @@ def alma_service(
         **(env or {}),
     }
     command = [sys.executable, "-m", "server.cli", "serve", "--port", str(port)]
-    with running(command, ready="Uvicorn running on", env=environment) as process:
-        yield Service(port=port, process=process)
+    # One process listens once it says so; with workers, the parent says so before any
+    # worker listens, so the first worker's start-up is the sign instead.
+    workers = int(environment.get("ALMA_WORKERS", "1"))
+    ready = "Uvicorn running on" if workers == 1 else "Application startup complete"
+    with running(command, ready=ready, env=environment) as process:
+        service = Service(port=port, process=process)
+        if workers > 1:
+            _wait_listening(service)
+        yield service
+
+
+def _wait_listening(service: Service, timeout: float = 30) -> None:
+    # A worker says it started a moment before it listens, and nothing says when it
+    # does: ask until one answers.
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.get(f"{service.url}/health", timeout=5).raise_for_status()
+            return
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
