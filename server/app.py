@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 
 from server.logs import configure_logging
 from server.middleware import BodyLimit, RequestContext
-from server.routes import health, stream, threads
+from server.routes import health, page, stream, threads
 from server.services import open_services
 from server.settings import Settings
 from server.version import VERSION
@@ -64,4 +64,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(threads.router)
     app.include_router(stream.router)
+    app.include_router(page.router)
+    app.mount("/static", page.static_files(), name="static")
     return app

@@ -30,7 +30,7 @@ from server.protocol import (
     success,
 )
 from server.services import Services
-from server.validation import check_run_input, check_thread_id
+from server.validation import check_run_input, check_thread_id, title_of
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 OnSlow = Callable[[SlowConsumerError], Coroutine[Any, Any, None]]
@@ -161,6 +161,9 @@ async def _dispatch(
         if settings.log_content:
             # Prompts reach the logs only when ALMA_LOG_CONTENT asks for it.
             logger.info("run %s input: %s", run.run_id, messages)
+        with contextlib.suppress(Exception):
+            # The owner's list of conversations is a convenience: it never fails a run.
+            await services.owners.remember(principal.owner, thread_id, title_of(messages))
         if connection is not None and params.on_disconnect == "cancel":
             connection.cancel_on_close.add(run.run_id)
         return {"run_id": run.run_id}

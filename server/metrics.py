@@ -121,13 +121,94 @@ LOOP_LAG = Gauge(
 )
 
 
-def render() -> tuple[bytes, str]:
-    """The metrics page: this process's, or every worker's in multiprocess mode."""
+def _registry() -> CollectorRegistry:
+    # In multiprocess mode every worker's files are read, so any worker answers for all.
     if os.environ.get(MULTIPROC_ENV):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE
-    return generate_latest(REGISTRY), CONTENT_TYPE
+        return registry
+    return REGISTRY
+
+
+def render() -> tuple[bytes, str]:
+    """The metrics page: this process's, or every worker's in multiprocess mode."""
+    return generate_latest(_registry()), CONTENT_TYPE
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The figures a live panel shows, read from the metrics at one moment."""
+
+    at: float
+    ttft_buckets: tuple[tuple[float, float], ...]
+    """Cumulative count of first tokens at or under each bound, all routes."""
+    finished: float
+    active: float
+
+
+def read_now() -> Reading:
+    """Read the live figures from every worker's metrics."""
+    buckets: dict[float, float] = {}
+    finished = active = 0.0
+    for family in _registry().collect():
+        for sample in family.samples:
+            if sample.name == "alma_time_to_first_token_seconds_bucket":
+                bound = float(sample.labels["le"])
+                buckets[bound] = buckets.get(bound, 0.0) + sample.value
+            elif sample.name == "alma_runs_finished_total":
+                finished += sample.value
+            elif sample.name == "alma_runs_active":
+                active += sample.value
+    return Reading(time.time(), tuple(sorted(buckets.items())), finished, active)
+
+
+def quantile(q: float, buckets: tuple[tuple[float, float], ...]) -> float | None:
+    """Prometheus's `histogram_quantile` over cumulative buckets; `None` with no data."""
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    rank = q * buckets[-1][1]
+    lower, below = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if bound == float("inf"):
+                return lower
+            share = (rank - below) / (count - below) if count > below else 1.0
+            return lower + (bound - lower) * share
+        lower, below = bound, count
+    return lower
+
+
+@dataclass
+class RecentFigures:
+    """Live figures over a sliding window, from readings the sampler keeps."""
+
+    window: float = 300.0
+    _readings: list[Reading] = field(default_factory=list)
+
+    def keep(self, reading: Reading) -> None:
+        """Remember a reading; forget those older than the window."""
+        self._readings.append(reading)
+        horizon = reading.at - self.window
+        while len(self._readings) > 1 and self._readings[1].at <= horizon:
+            self._readings.pop(0)
+
+    def now(self) -> dict[str, float | None]:
+        """Active runs, runs finished and p95 time to first token over the window."""
+        current = read_now()
+        start = self._readings[0] if self._readings else None
+        if start is not None and current.at - start.at > self.window * 2:
+            start = None  # the sampler stopped; compare with nothing rather than stale data
+        base = dict(start.ttft_buckets) if start else {}
+        recent = tuple(
+            (bound, count - base.get(bound, 0.0)) for bound, count in current.ttft_buckets
+        )
+        p95 = quantile(0.95, recent)
+        return {
+            "runs_active": current.active,
+            "runs_finished": current.finished - (start.finished if start else 0.0),
+            "ttft_p95_ms": None if p95 is None else round(p95 * 1000, 1),
+            "window_seconds": min(self.window, current.at - start.at) if start else None,
+        }
 
 
 def process_ended(pid: int) -> None:
@@ -163,6 +244,7 @@ class ResourceSampler:
     interval: float
     ping: Callable[[], Awaitable[object]] | None = None
     redis: ComponentState = field(default_factory=ComponentState)
+    recent: RecentFigures = field(default_factory=RecentFigures)
     _process: psutil.Process = field(default_factory=psutil.Process)
     _cpu: float = 0.0
 
@@ -176,6 +258,7 @@ class ResourceSampler:
         with contextlib.suppress(psutil.Error, AttributeError):
             OPEN_FDS.set(self._process.num_fds())
         ASYNCIO_TASKS.set(len(asyncio.all_tasks()))
+        self.recent.keep(read_now())
 
     async def check_redis(self) -> None:
         """PING Redis once, recording the round trip or the error."""

@@ -7,6 +7,7 @@ reads the run's totals when the run ends.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -34,6 +35,14 @@ class Observability:
 
 
 @dataclass
+class _Node:
+    name: str
+    task_id: str
+    namespace: list[str]
+    at: float
+
+
+@dataclass
 class _Call:
     started: float
     role: str
@@ -56,11 +65,18 @@ class RunObserver(BaseCallbackHandler):
     # Called in the run's own task: no thread hop per callback, and nothing here blocks.
     run_inline = True
 
-    def __init__(self, prices: PriceTable, model_health: ComponentState | None = None) -> None:
+    def __init__(
+        self,
+        prices: PriceTable,
+        model_health: ComponentState | None = None,
+        on_task: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.prices = prices
         self.model_health = model_health
+        self.on_task = on_task
+        """Receives a protocol `tasks` event as each node starts and ends."""
         self.models: dict[str, ModelTotals] = {}
-        self._nodes: dict[UUID, tuple[str, float]] = {}
+        self._nodes: dict[UUID, _Node] = {}
         self._calls: dict[UUID, _Call] = {}
 
     @property
@@ -80,23 +96,49 @@ class RunObserver(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """A node starts when the chain LangGraph runs for it carries the node's name."""
-        node = (metadata or {}).get("langgraph_node")
-        if node is not None and kwargs.get("name") == node:
-            self._nodes[run_id] = (node, time.perf_counter())
+        metadata = metadata or {}
+        node = metadata.get("langgraph_node")
+        if node is None or kwargs.get("name") != node:
+            return
+        # The node's checkpoint namespace ends with itself (`name:task_id`); what comes
+        # before is the (sub)graph it runs in, as the protocol's namespaces name it.
+        path = str(metadata.get("langgraph_checkpoint_ns") or f"{node}:{run_id}").split("|")
+        task_id = path[-1].partition(":")[2] or str(run_id)
+        if any(open_.task_id == task_id for open_ in self._nodes.values()):
+            return  # a subgraph's own run inside its node: the same task, already open
+        started = _Node(node, task_id, path[:-1], time.perf_counter())
+        self._nodes[run_id] = started
+        triggers = [str(t) for t in metadata.get("langgraph_triggers") or []]
+        self._task(started, {"id": task_id, "name": node, "triggers": triggers})
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """Time the node that ended."""
-        self._node_done(run_id)
+        self._node_done(run_id, None)
 
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         """Time the node that failed."""
-        self._node_done(run_id)
+        self._node_done(run_id, error)
 
-    def _node_done(self, run_id: UUID) -> None:
+    def _node_done(self, run_id: UUID, error: BaseException | None) -> None:
         started = self._nodes.pop(run_id, None)
-        if started is not None:
-            node, at = started
-            metrics.NODE_DURATION.labels(node).observe(time.perf_counter() - at)
+        if started is None:
+            return
+        elapsed = time.perf_counter() - started.at
+        metrics.NODE_DURATION.labels(started.name).observe(elapsed)
+        self._task(
+            started,
+            {"id": started.task_id, "name": started.name, "interrupts": [],
+             "error": None if error is None else f"{type(error).__name__}: {error}",
+             "duration_ms": round(elapsed * 1000, 1)},
+        )  # fmt: skip
+
+    def _task(self, node: _Node, data: dict[str, Any]) -> None:
+        if self.on_task is not None:
+            self.on_task(
+                {"type": "event", "method": "tasks",
+                 "params": {"namespace": node.namespace, "timestamp": int(time.time() * 1000),
+                            "node": node.name, "data": data}}
+            )  # fmt: skip
 
     # -- model calls -------------------------------------------------------------------
 

@@ -1,11 +1,15 @@
 """Which owner each thread belongs to: set by the first touch, checked on every access.
 
 In Redis the owner is `<prefix>:{thread}:owner`, in the thread's slot, expiring with
-the thread; without Redis, a dict in process memory stands in.
+the thread. Each owner also has an index of their threads, newest first, with a title
+(`<prefix>:owner:{owner}:threads` and `…:titles`, in the owner's slot), so a client can
+offer "your conversations" without scanning. Without Redis, dicts stand in.
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
@@ -24,8 +28,45 @@ return current
 """
 
 
+MAX_INDEXED = 1000
+"""Threads kept in an owner's index; older ones drop out of the list (not the store)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadEntry:
+    """One of an owner's threads."""
+
+    thread_id: str
+    title: str
+    updated_at: float
+    """Unix seconds of the latest run."""
+
+
+_REMEMBER = """
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[3])
+local extra = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[5])
+if extra > 0 then
+  local old = redis.call('ZRANGE', KEYS[1], 0, extra - 1)
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, extra - 1)
+  redis.call('HDEL', KEYS[2], unpack(old))
+end
+if tonumber(ARGV[4]) > 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[4])
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
+end
+return 1
+"""
+
+
 class ThreadOwners(Protocol):
     """Thread ownership."""
+
+    async def remember(self, owner: str, thread_id: str, title: str) -> None:
+        """Put the thread first in its owner's index (its title is set once)."""
+
+    async def threads_of(self, owner: str, limit: int) -> list[ThreadEntry]:
+        """The owner's threads, newest first."""
 
     async def claim(self, thread_id: str, owner: str) -> str:
         """Make `owner` the thread's owner unless it has one; the owner it now has."""
@@ -37,6 +78,10 @@ class ThreadOwners(Protocol):
         """The thread is deleted: it has no owner any more."""
 
 
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 class RedisThreadOwners:
     """Owners in Redis, shared by every process."""
 
@@ -46,6 +91,34 @@ class RedisThreadOwners:
         self.prefix = prefix
         self.ttl = ttl or 0
         self._claim: Any = client.register_script(_CLAIM)
+        self._remember: Any = client.register_script(_REMEMBER)
+
+    def _index(self, owner: str) -> tuple[str, str]:
+        return (
+            f"{self.prefix}:owner:{{{owner}}}:threads",
+            f"{self.prefix}:owner:{{{owner}}}:titles",
+        )
+
+    async def remember(self, owner: str, thread_id: str, title: str) -> None:
+        """Put the thread first in its owner's index (its title is set once)."""
+        args = [thread_id, time.time(), title, self.ttl, MAX_INDEXED]
+        await self._remember(keys=list(self._index(owner)), args=args)
+
+    async def threads_of(self, owner: str, limit: int) -> list[ThreadEntry]:
+        """The owner's threads, newest first; threads past their TTL are left out."""
+        threads, titles = self._index(owner)
+        oldest = time.time() - self.ttl if self.ttl else 0
+        found: Any = await self.client.zrange(
+            threads, "+inf", oldest, desc=True, byscore=True, withscores=True,
+            offset=0, num=limit,
+        )  # fmt: skip
+        if not found:
+            return []
+        names: Any = await self.client.hmget(titles, [member for member, _ in found])
+        return [
+            ThreadEntry(thread_id=_text(member), title=_text(name or b""), updated_at=score)
+            for (member, score), name in zip(found, names, strict=True)
+        ]
 
     def key(self, thread_id: str) -> str:
         """The thread's owner key."""
@@ -64,8 +137,13 @@ class RedisThreadOwners:
         return current.decode() if isinstance(current, bytes) else str(current)
 
     async def forget(self, thread_id: str) -> None:
-        """The thread is deleted: it has no owner any more."""
+        """The thread is deleted: it has no owner any more, and leaves their index."""
+        owner = await self.owner_of(thread_id)
         await self.client.delete(self.key(thread_id))
+        if owner is not None:
+            threads, titles = self._index(owner)
+            await self.client.zrem(threads, thread_id)
+            await self.client.hdel(titles, thread_id)
 
 
 class MemoryThreadOwners:
@@ -74,6 +152,19 @@ class MemoryThreadOwners:
     def __init__(self) -> None:
         """No thread has an owner yet."""
         self._owners: dict[str, str] = {}
+        self._index: dict[str, dict[str, ThreadEntry]] = {}
+
+    async def remember(self, owner: str, thread_id: str, title: str) -> None:
+        """Put the thread first in its owner's index (its title is set once)."""
+        index = self._index.setdefault(owner, {})
+        known = index.pop(thread_id, None)
+        index[thread_id] = ThreadEntry(thread_id, known.title if known else title, time.time())
+        while len(index) > MAX_INDEXED:
+            del index[next(iter(index))]
+
+    async def threads_of(self, owner: str, limit: int) -> list[ThreadEntry]:
+        """The owner's threads, newest first."""
+        return list(reversed(self._index.get(owner, {}).values()))[:limit]
 
     async def claim(self, thread_id: str, owner: str) -> str:
         """Make `owner` the thread's owner unless it has one; the owner it now has."""
@@ -84,5 +175,7 @@ class MemoryThreadOwners:
         return self._owners.get(thread_id)
 
     async def forget(self, thread_id: str) -> None:
-        """The thread is deleted: it has no owner any more."""
-        self._owners.pop(thread_id, None)
+        """The thread is deleted: it has no owner any more, and leaves their index."""
+        owner = self._owners.pop(thread_id, None)
+        if owner is not None:
+            self._index.get(owner, {}).pop(thread_id, None)

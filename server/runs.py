@@ -54,12 +54,33 @@ class Emitter:
         self.broker = broker
         self.storage_error: Exception | None = None
         self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=4096)
+        self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._flush())
 
     async def emit(self, event: dict[str, Any]) -> None:
         """Queue an event for the log and the subscribers."""
         await self._queue.put(numbered(event, self.next_seq))
         self.next_seq += 1
+
+    def emit_soon(self, event: dict[str, Any]) -> None:
+        """Queue an event from synchronous code (a callback), from any thread.
+
+        For progress markers only: when the queue is full the event is dropped rather
+        than blocking the graph.
+        """
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            self._put_now(event)
+        else:
+            self._loop.call_soon_threadsafe(self._put_now, event)
+
+    def _put_now(self, event: dict[str, Any]) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(numbered(event, self.next_seq))
+            self.next_seq += 1
 
     async def _flush(self) -> None:
         while True:
@@ -267,7 +288,7 @@ class RunManager:
         )
         renewer = asyncio.create_task(self._keep_lease(run.thread_id, active))
         observe = self.observability
-        observer = RunObserver(observe.prices, observe.model)
+        observer = RunObserver(observe.prices, observe.model, on_task=emitter.emit_soon)
         ids = {"thread_id": run.thread_id, "run_id": run.run_id, "owner": run.owner or "",
                "alma_version": observe.version}  # fmt: skip
         tags = ["alma", f"alma:{observe.version}"]
@@ -368,6 +389,7 @@ class RunManager:
             streaming = (run.last_token_at or now) - run.first_token_at
             if completion and streaming > 0:
                 metrics.TOKENS_PER_SECOND.labels(route).observe(completion / streaming)
+                figures["tokens_per_second"] = round(completion / streaming, 1)
         trace_url = await self.observability.tracing.run_url(run.run_id)
         if trace_url is not None:
             figures["trace_url"] = trace_url

@@ -100,3 +100,12 @@ def _content(content: Any, where: str) -> str | list[dict[str, Any]]:
 
 def _texts(content: str | list[dict[str, Any]]) -> list[str]:
     return [content] if isinstance(content, str) else [block["text"] for block in content]
+
+
+def title_of(messages: list[dict[str, Any]], length: int = 80) -> str:
+    """A short title for a conversation: the start of the newest user message."""
+    for message in reversed(messages):
+        if message.get("role") in ("user", "human"):
+            text = " ".join(" ".join(_texts(message["content"])).split())
+            return text if len(text) <= length else text[: length - 1].rstrip() + "…"
+    return ""

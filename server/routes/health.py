@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 from server import metrics
 from server.deps import ServicesDep
 from server.metrics import ComponentState
+from server.version import VERSION
 
 router = APIRouter(tags=["health"])
 
@@ -66,6 +67,17 @@ async def read_health(services: ServicesDep) -> Health:
     return Health(instance=services.instance, uptime_seconds=time.time() - services.started)
 
 
+class LiveFigures(BaseModel):
+    """The service's recent figures, every worker's together."""
+
+    runs_active: float
+    runs_finished: float
+    """Runs ended within the window."""
+    ttft_p95_ms: float | None
+    """95th percentile time to first token within the window; `None` before any run."""
+    window_seconds: float | None
+
+
 class Stats(BaseModel):
     """What this process holds right now: nothing should outlive its run or connection."""
 
@@ -76,6 +88,49 @@ class Stats(BaseModel):
     websockets: int
     tasks: int
     """asyncio tasks alive in the process."""
+    live: LiveFigures
+    """The whole service's recent figures (from the metrics)."""
+
+
+class Limits(BaseModel):
+    """What each caller may use (per key, or per address without keys)."""
+
+    runs: int
+    tokens: int
+    window_seconds: int
+    connections: int
+
+
+class ServiceInfo(BaseModel):
+    """What a client needs to know before it talks to the service."""
+
+    version: str
+    auth_required: bool
+    """Clients must send an API key (header, or WebSocket subprotocol `alma-key.<key>`)."""
+    simulated_model: bool
+    """Answers come from the built-in simulated model, not a real one."""
+    model: str
+    limits: Limits
+    max_message_chars: int
+
+
+@router.get("/info")
+async def read_info(services: ServicesDep) -> ServiceInfo:
+    """Version, whether a key is needed, which model answers, and the limits."""
+    settings = services.settings
+    return ServiceInfo(
+        version=VERSION,
+        auth_required=services.keys.required,
+        simulated_model=services.provider.is_simulated,
+        model=services.provider.description,
+        limits=Limits(
+            runs=settings.limit_runs,
+            tokens=settings.limit_tokens,
+            window_seconds=settings.limit_window_seconds,
+            connections=settings.limit_connections,
+        ),
+        max_message_chars=settings.max_message_chars,
+    )
 
 
 @router.get("/stats")
@@ -88,6 +143,7 @@ async def read_stats(services: ServicesDep) -> Stats:
         topics=len(services.broker.topics),
         websockets=len(services.connections),
         tasks=len(asyncio.all_tasks()),
+        live=LiveFigures.model_validate(services.sampler.recent.now()),
     )
 
 

@@ -1,7 +1,8 @@
-"""Threads over HTTP: create, read state and history, delete."""
+"""Threads over HTTP: list, create, read state and history, delete."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import Annotated, Any
 
@@ -50,6 +51,16 @@ class CheckpointPublic(BaseModel):
     metadata: dict[str, Any]
 
 
+class ThreadSummary(BaseModel):
+    """One of the caller's threads, for a list of conversations."""
+
+    thread_id: str
+    title: str
+    """The start of the first message of the thread's first run."""
+    updated_at: float
+    """Unix seconds of the thread's latest run."""
+
+
 def _config(thread_id: str) -> RunnableConfig:
     return {"configurable": {"thread_id": thread_id}}
 
@@ -79,6 +90,17 @@ async def create_thread(
     if await services.owners.claim(thread_id, principal.owner) != principal.owner:
         raise HTTPException(status.HTTP_409_CONFLICT, f"thread id {thread_id} is taken")
     return ThreadPublic(thread_id=thread_id)
+
+
+@router.get("")
+async def list_threads(
+    services: ServicesDep,
+    principal: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> list[ThreadSummary]:
+    """The caller's threads, newest run first."""
+    entries = await services.owners.threads_of(principal.owner, limit)
+    return [ThreadSummary(**dataclasses.asdict(entry)) for entry in entries]
 
 
 @router.get("/{thread_id}/state", responses=_NOT_FOUND)

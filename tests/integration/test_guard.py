@@ -94,6 +94,7 @@ async def test_another_owners_thread_is_out_of_reach_everywhere(guarded: Service
         assert (await bob.post("/threads", json={"thread_id": mine})).status_code == 409
         sse = await bob.post(f"/threads/{mine}/stream/events", json={"channels": ["lifecycle"]})
         assert sse.status_code == 403
+        assert mine not in {t["thread_id"] for t in (await bob.get("/threads")).json()}
     over_http = {
         "state.get": {},
         "state.listCheckpoints": {},
@@ -115,8 +116,17 @@ async def test_another_owners_thread_is_out_of_reach_everywhere(guarded: Service
     # Alice still has all of it.
     async with httpx.AsyncClient(base_url=guarded.url, headers=as_(ALICE)) as alice:
         state = await alice.get(f"/threads/{mine}/state")
+        listed = (await alice.get("/threads")).json()
     assert state.status_code == 200
     assert [m["type"] for m in state.json()["values"]["messages"]] == ["human", "ai"]
+    # Her list of conversations names it, titled by its first message.
+    assert {"thread_id": mine, "title": HAIKU["messages"][0]["content"]}.items() <= next(
+        t for t in listed if t["thread_id"] == mine
+    ).items()
+    # Deleting it takes it off her list.
+    async with httpx.AsyncClient(base_url=guarded.url, headers=as_(ALICE)) as alice:
+        assert (await alice.delete(f"/threads/{mine}")).status_code == 204
+        assert mine not in {t["thread_id"] for t in (await alice.get("/threads")).json()}
 
 
 async def test_browsers_may_connect_only_from_the_services_own_origin(guarded: Service) -> None:

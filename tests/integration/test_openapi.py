@@ -41,5 +41,5 @@ def test_no_operation_answers_5xx_or_breaks_its_schema(redis: RedisServer) -> No
         )
         log = "".join(service.process.output)
     assert result.returncode == 0, result.stdout[-4000:]
-    assert "Tested: 9" in result.stdout
+    assert "Tested: 11" in result.stdout
     assert "Traceback" not in log
