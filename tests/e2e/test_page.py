@@ -268,3 +268,28 @@ def test_phone_width_keyboard_only_and_accessibility(browser: Browser, fast: Ser
     finally:
         page.screenshot(path=screenshot_path("phone"), full_page=True)
         context.close()
+
+
+@pytest.fixture(scope="module")
+def failing(redis: RedisServer) -> Iterator[Service]:
+    """A service whose model provider answers every call with a server error."""
+    env = {
+        "ALMA_SIMULATED_FAULT_RATE": "1.0",
+        "ALMA_SIMULATED_FAULTS": '["server_error"]',
+        "ALMA_MODEL_ATTEMPTS": "2",
+        "ALMA_MODEL_RETRY_INTERVAL": "0.01",
+    }
+    with alma_service(redis.url, prefix=prefix(), env=env) as service:
+        yield service
+
+
+def test_a_failing_provider_is_explained(page: Page, failing: Service) -> None:
+    page.goto(failing.url)
+    send(page, CREATIVE)
+    answer = page.locator(".turn.assistant").last
+    expect(answer).to_have_attribute("data-state", "provider_unavailable")
+    expect(answer.locator(".outcome")).to_contain_text("The model provider is failing right now")
+    # Both attempts show, each failed.
+    expect(answer.locator(".node.failed", has_text="compose")).to_have_count(2)
+    # The page stays usable: the next message can be sent.
+    expect(page.get_by_role("button", name="Send")).to_be_enabled()
