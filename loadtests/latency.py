@@ -19,26 +19,21 @@ import asyncio
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from memory.bench import free_port, percentile, redis_target
+from loadtests.processes import Server, StartError, alma_server
+from memory.bench import percentile, redis_target
 from server.client import open_thread
 from server.events import is_terminal
 
-LOOPBACK = "127.0.0.1"
 PROMPT = "Write a haiku about rivers"
 ANSWER_NODES = frozenset({"compose"})
-START_TIMEOUT_S = 60.0
 
 
 class LatencyError(RuntimeError):
@@ -87,22 +82,11 @@ async def one_stream(url: str, model_ttft: float) -> float:
                 return first - sent - model_ttft
 
 
-def cpu_seconds(pid: int | None) -> float | None:
-    """User + system CPU seconds a local process has used, from /proc."""
-    if pid is None:
-        return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def measure(
-    url: str, concurrency: int, streams: int, model_ttft: float, server_pid: int | None = None
+    url: str, concurrency: int, streams: int, model_ttft: float, server: Server | None = None
 ) -> Figures:
     """`streams` runs in waves of `concurrency` at once."""
-    cpu_before = cpu_seconds(server_pid)
+    cpu_before = server.usage()[0] if server else None
     latencies: list[float] = []
     failed = 0
     for _ in range(max(1, streams // concurrency)):
@@ -118,7 +102,7 @@ async def measure(
     if not latencies:
         raise LatencyError(f"every stream failed at concurrency {concurrency}")
     ordered = sorted(round(value * 1e6) for value in latencies)  # microseconds
-    cpu_after = cpu_seconds(server_pid)
+    cpu_after = server.usage()[0] if server else None
     cpu_per_stream = (
         (cpu_after - cpu_before) * 1000 / (len(latencies) + failed)
         if cpu_before is not None and cpu_after is not None
@@ -133,61 +117,6 @@ async def measure(
         failed=failed,
         server_cpu_ms_per_stream=cpu_per_stream,
     )
-
-
-@contextmanager
-def alma_server(
-    redis_url: str, model_ttft: float, tokens_per_second: float
-) -> Iterator[tuple[str, int]]:
-    """`alma serve` on a free loopback port with the simulated model; its URL and pid."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "ALMA_PROVIDER": "simulated",
-        "ALMA_REDIS_URL": redis_url,
-        "ALMA_REDIS_REQUIRED": "true",
-        "ALMA_REDIS_PREFIX": f"latency-{uuid.uuid4().hex[:8]}",
-        "ALMA_SIMULATED_TTFT": str(model_ttft),
-        "ALMA_SIMULATED_TOKENS_PER_SECOND": str(tokens_per_second),
-        "ALMA_THREAD_TTL": "600",
-        # The benchmark is one client opening hundreds of streams: no per-caller limits.
-        "ALMA_LIMIT_CONNECTIONS": "10000",
-        "ALMA_LIMIT_RUNS": "1000000",
-        "ALMA_LIMIT_TOKENS": "1000000000",
-    }
-    command = [sys.executable, "-m", "server.cli", "serve", "--host", LOOPBACK]
-    process = subprocess.Popen(
-        [*command, "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://{LOOPBACK}:{port}"
-    try:
-        _wait_ready(process, url)
-        yield url, process.pid
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_ready(process: subprocess.Popen[bytes], url: str) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise LatencyError(f"alma serve exited with status {process.returncode}")
-        try:
-            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise LatencyError(f"alma serve was not ready within {START_TIMEOUT_S:.0f} s")
 
 
 def format_table(figures: Sequence[Figures], model_ttft: float) -> str:
@@ -232,13 +161,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _run(url: str, args: argparse.Namespace, pid: int | None = None) -> list[Figures]:
+async def _run(url: str, args: argparse.Namespace, server: Server | None = None) -> list[Figures]:
     # One warm-up stream: imports, connection pools and scripts load once.
     await one_stream(url, args.model_ttft)
     results = []
     for concurrency in args.concurrency:
         print(f"… {concurrency} concurrent", file=sys.stderr, flush=True)
-        results.append(await measure(url, concurrency, args.streams, args.model_ttft, pid))
+        results.append(await measure(url, concurrency, args.streams, args.model_ttft, server))
     return results
 
 
@@ -249,12 +178,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.url:
             figures = asyncio.run(_run(args.url, args))
         else:
+            simulated = {
+                "ALMA_PROVIDER": "simulated",
+                "ALMA_SIMULATED_TTFT": str(args.model_ttft),
+                "ALMA_SIMULATED_TOKENS_PER_SECOND": str(args.tokens_per_second),
+            }
             with (
                 redis_target(args.redis_url) as redis,
-                alma_server(redis.url, args.model_ttft, args.tokens_per_second) as (url, pid),
+                alma_server(redis.url, env=simulated) as server,
             ):
-                figures = asyncio.run(_run(url, args, pid))
-    except LatencyError as exc:
+                figures = asyncio.run(_run(server.url, args, server))
+    except (LatencyError, StartError) as exc:
         print(f"latency: {exc}", file=sys.stderr)
         return 1
     print(format_table(figures, args.model_ttft))

@@ -77,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
         help="make an API key for OWNER: prints the key (give it to the client) and the "
         "line to add to ALMA_API_KEYS",
     )
+    commands.add_parser(
+        "loadtest",
+        help="run a load scenario with Locust and write a report (alma loadtest --help)",
+        add_help=False,
+    )
     keygen.add_argument("owner", help="who the key belongs to (letters, digits, _.@-)")
     keygen.add_argument("--verbose", "-v", action="store_true", help=argparse.SUPPRESS)
     return parser
@@ -190,7 +195,12 @@ def _read_messages(style: Style) -> Iterator[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `alma` command."""
-    args = _parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["loadtest"]:
+        from loadtests.run import main as loadtest
+
+        return loadtest(arguments[1:])
+    args = _parser().parse_args(arguments)
     try:
         settings = Settings()
         setup = settings.log_setup(split_streams=args.command == "serve")

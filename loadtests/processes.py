@@ -1,0 +1,196 @@
+"""The processes a benchmark or load run starts: ALMA, `langgraph dev`, the model simulator.
+
+Each starts on a free loopback port, is ready when its health URL answers, and is
+stopped (SIGTERM, then SIGKILL) when the block ends.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import httpx
+import psutil
+
+from memory.bench import free_port
+
+LOOPBACK = "127.0.0.1"
+START_TIMEOUT_S = 90.0
+
+# A load run is one client opening many streams: per-caller limits would refuse it.
+UNLIMITED = {
+    "ALMA_LIMIT_CONNECTIONS": "100000",
+    "ALMA_LIMIT_RUNS": "100000000",
+    "ALMA_LIMIT_TOKENS": "1000000000000",
+}
+
+
+class StartError(RuntimeError):
+    """A process did not start; the message says which and why."""
+
+
+@dataclass
+class Server:
+    """A started process and the URL it serves."""
+
+    name: str
+    url: str
+    process: subprocess.Popen[bytes]
+
+    @property
+    def pid(self) -> int:
+        """The process id (the parent, when it has workers)."""
+        return self.process.pid
+
+    def usage(self) -> tuple[float, int]:
+        """CPU seconds used so far and resident memory now, with its child processes."""
+        try:
+            root = psutil.Process(self.pid)
+            family = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return 0.0, 0
+        cpu, rss = 0.0, 0
+        for process in family:
+            try:
+                times = process.cpu_times()
+                cpu += times.user + times.system
+                rss += process.memory_info().rss
+            except psutil.Error:
+                continue
+        return cpu, rss
+
+
+@contextmanager
+def start(
+    name: str,
+    command: Sequence[str],
+    *,
+    url: str,
+    health: str,
+    env: Mapping[str, str],
+    log: Path | None = None,
+) -> Iterator[Server]:
+    """Run `command` until the block ends; ready once `url + health` answers 200."""
+    output: IO[bytes] | int = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
+    process = subprocess.Popen(
+        list(command),
+        env={**os.environ, **env},
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        _wait_ready(name, process, url + health)
+        yield Server(name=name, url=url, process=process)
+    finally:
+        _stop(process)
+        if not isinstance(output, int):
+            output.close()
+
+
+def _wait_ready(name: str, process: subprocess.Popen[bytes], url: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise StartError(f"{name} exited with status {process.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)  # polling another process's port: there is nothing to await
+    raise StartError(f"{name} was not ready within {START_TIMEOUT_S:.0f} s")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@contextmanager
+def alma_server(
+    redis_url: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    workers: int = 1,
+    log: Path | None = None,
+) -> Iterator[Server]:
+    """`alma serve` on a free port, against `redis_url`, without per-caller limits."""
+    port = free_port()
+    environment = {
+        "ALMA_REDIS_URL": redis_url,
+        "ALMA_REDIS_REQUIRED": "true",
+        "ALMA_REDIS_PREFIX": f"load-{uuid.uuid4().hex[:8]}",
+        "ALMA_THREAD_TTL": "3600",
+        "ALMA_LOG_LEVEL": "warning",
+        **UNLIMITED,
+        **(env or {}),
+    }
+    command = [sys.executable, "-m", "server.cli", "serve", "--host", LOOPBACK]
+    command += ["--port", str(port), "--workers", str(workers)]
+    url = f"http://{LOOPBACK}:{port}"
+    with start("alma serve", command, url=url, health="/ready", env=environment, log=log) as s:
+        yield s
+
+
+@contextmanager
+def langgraph_dev(
+    redis_url: str, *, env: Mapping[str, str] | None = None, jobs: int, log: Path | None = None
+) -> Iterator[Server]:
+    """LangGraph's own server on the same graph, with `jobs` runs allowed at once."""
+    port = free_port()
+    cli = shutil.which("langgraph") or str(Path(sys.executable).with_name("langgraph"))
+    environment = {
+        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+        "LANGGRAPH_NO_VERSION_CHECK": "true",
+        "ALMA_REDIS_URL": redis_url,
+        "ALMA_REDIS_REQUIRED": "true",
+        "ALMA_REDIS_PREFIX": f"lgdev-{uuid.uuid4().hex[:8]}",
+        "LOG_LEVEL": "WARNING",
+        **(env or {}),
+    }
+    command = [cli, "dev", "--no-browser", "--no-reload", "--host", LOOPBACK,
+               "--port", str(port), "--n-jobs-per-worker", str(jobs)]  # fmt: skip
+    url = f"http://{LOOPBACK}:{port}"
+    with start("langgraph dev", command, url=url, health="/ok", env=environment, log=log) as s:
+        yield s
+
+
+@contextmanager
+def model_simulator(
+    profile: str, *, fault_rate: float = 0.0, log: Path | None = None
+) -> Iterator[Server]:
+    """The OpenAI-compatible simulator (loadtests/openai_endpoint.py) on a free port."""
+    port = free_port()
+    command = [sys.executable, "-m", "loadtests.openai_endpoint", "--host", LOOPBACK,
+               "--port", str(port), "--profile", profile,
+               "--fault-rate", str(fault_rate)]  # fmt: skip
+    url = f"http://{LOOPBACK}:{port}"
+    with start("model simulator", command, url=url, health="/healthz", env={}, log=log) as s:
+        yield s
+
+
+def provider_env(simulator: Server) -> dict[str, str]:
+    """Settings that point ALMA's real provider path (ChatOpenAI) at the simulator."""
+    return {
+        "ALMA_PROVIDER": "openai",
+        "OPENAI_BASE_URL": f"{simulator.url}/v1",
+        "OPENAI_API_KEY": "sk-simulated",
+        "ALMA_MODEL_MAX_CONNECTIONS": "1000",
+    }
