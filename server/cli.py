@@ -78,6 +78,12 @@ def _parser() -> argparse.ArgumentParser:
         "line to add to ALMA_API_KEYS",
     )
     commands.add_parser(
+        "eval",
+        help="measure routing, memory and answers (offline; to LangSmith with a key); "
+        "alma eval --help",
+        add_help=False,
+    )
+    commands.add_parser(
         "loadtest",
         help="run a load scenario with Locust and write a report (alma loadtest --help)",
         add_help=False,
@@ -200,6 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from loadtests.run import main as loadtest
 
         return loadtest(arguments[1:])
+    if arguments[:1] == ["eval"]:
+        from evals.runner import main as evaluate
+
+        return evaluate(arguments[1:])
     args = _parser().parse_args(arguments)
     try:
         settings = Settings()

@@ -31,6 +31,11 @@ class Recorded:
     requests: list[tuple[str, str]] = field(default_factory=list)
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Every traced run by id, posts and patches merged."""
+    datasets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    examples: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Projects and experiments, as created."""
+    feedback: list[dict[str, Any]] = field(default_factory=list)
     changed: threading.Condition = field(default_factory=threading.Condition)
 
     def merge(self, operation: str, run_id: str, part: str | None, value: Any) -> None:
@@ -64,6 +69,70 @@ def _multipart(content_type: str, body: bytes) -> Iterator[tuple[str, Any]]:
         payload = part.get_payload(decode=True)
         if isinstance(name, str) and isinstance(payload, bytes):
             yield name, json.loads(payload)
+
+
+_NOW = "2026-01-01T00:00:00+00:00"
+
+
+def _dataset(body: dict[str, Any]) -> dict[str, Any]:
+    return {"id": str(uuid.uuid4()), "name": body["name"], "description": body.get("description"),
+            "created_at": _NOW, "modified_at": _NOW, "data_type": body.get("data_type", "kv"),
+            "example_count": 0, "session_count": 0, "tenant_id": str(TENANT_ID)}  # fmt: skip
+
+
+def _example(dataset_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    return {"id": str(body.get("id") or uuid.uuid4()), "dataset_id": dataset_id,
+            "inputs": body.get("inputs") or {}, "outputs": body.get("outputs"),
+            "metadata": body.get("metadata") or {}, "created_at": _NOW,
+            "modified_at": _NOW}  # fmt: skip
+
+
+def _session(body: dict[str, Any]) -> dict[str, Any]:
+    return {"id": str(body.get("id") or uuid.uuid4()), "name": body.get("name"),
+            "start_time": _NOW, "tenant_id": str(TENANT_ID),
+            "reference_dataset_id": body.get("reference_dataset_id"),
+            "description": body.get("description"), "extra": body.get("extra") or {}}  # fmt: skip
+
+
+def _store(recorded: Recorded, method: str, path: str, query: dict[str, list[str]],
+           body: Any) -> Any:  # fmt: skip
+    """Answer the dataset, example, experiment and feedback calls from memory."""
+    parts = path.strip("/").split("/")
+    offset = int((query.get("offset") or ["0"])[0])
+    limit = int((query.get("limit") or ["100"])[0])
+    if parts[0] == "datasets":
+        if method == "POST" and len(parts) == 1:
+            dataset = _dataset(body)
+            recorded.datasets[dataset["id"]] = dataset
+            return dataset
+        if len(parts) == 1:
+            name = (query.get("name") or [None])[0]
+            found = [d for d in recorded.datasets.values() if name in (None, d["name"])]
+            return found[offset : offset + limit]
+        return recorded.datasets.get(parts[1]) or ({"detail": "not found"}, 404)
+    if parts[0] == "examples":
+        if method == "POST":
+            items = body if isinstance(body, list) else [body]
+            made = [_example(str(item["dataset_id"]), item) for item in items]
+            recorded.examples.update({e["id"]: e for e in made})
+            return made if isinstance(body, list) else made[0]
+        wanted = set(query.get("dataset") or [])
+        found = [e for e in recorded.examples.values() if not wanted or e["dataset_id"] in wanted]
+        # Pages, as the real API: the client reads until a page comes back short.
+        return found[offset : offset + limit]
+    if parts[0] == "sessions" and method == "POST":
+        session = _session(body)
+        recorded.sessions[session["id"]] = session
+        return session
+    if parts[0] == "sessions" and len(parts) > 1:
+        session = recorded.sessions.setdefault(parts[1], _session({"id": parts[1]}))
+        if method == "PATCH" and isinstance(body, dict):
+            session.update({k: v for k, v in body.items() if v is not None})
+        return session
+    if parts[0] == "feedback" and method == "POST":
+        recorded.feedback.append(body)
+        return {"id": str(uuid.uuid4()), **body}
+    return None
 
 
 def _handler(recorded: Recorded) -> type[BaseHTTPRequestHandler]:
@@ -102,27 +171,30 @@ def _handler(recorded: Recorded) -> type[BaseHTTPRequestHandler]:
                     recorded.merge("post", str(run["id"]), None, run)
                 recorded.changed.notify_all()
 
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's naming
-            self._record(b"")
+        def _serve(self) -> None:
+            raw = b"" if self.command == "GET" else self._body()
+            self._record(raw)
             url = urlparse(self.path)
+            query = parse_qs(url.query)
             if url.path == "/info":
                 self._answer({"version": "0.10.0", "batch_ingest_config": {}})
-            elif url.path == "/sessions":
-                name = (parse_qs(url.query).get("name") or ["default"])[0]
-                self._answer(
-                    [{"id": str(PROJECT_ID), "tenant_id": str(TENANT_ID), "name": name,
-                      "start_time": "2026-01-01T00:00:00+00:00", "reference_dataset_id": None}]
-                )  # fmt: skip
+                return
+            if url.path == "/sessions" and self.command == "GET":
+                name = (query.get("name") or ["default"])[0]
+                known = [x for x in recorded.sessions.values() if x["name"] == name]
+                self._answer(known or [_session({"id": str(PROJECT_ID), "name": name})])
+                return
+            json_body = "json" in (self.headers.get("content-type") or "")
+            body = json.loads(raw) if raw and json_body else None
+            with recorded.changed:
+                result = _store(recorded, self.command, url.path, query, body)
+                recorded.changed.notify_all()
+            if isinstance(result, tuple):
+                self._answer(result[0], status=result[1])
             else:
-                self._answer({"detail": "not found"}, status=404)
+                self._answer({} if result is None else result)
 
-        def do_POST(self) -> None:  # noqa: N802
-            self._record(self._body())
-            self._answer({})
-
-        def do_PATCH(self) -> None:  # noqa: N802
-            self._record(self._body())
-            self._answer({})
+        do_GET = do_POST = do_PATCH = do_DELETE = _serve  # noqa: N815 - the stdlib's naming
 
         def log_message(self, format: str, *args: Any) -> None:
             return

@@ -1,0 +1,1 @@
+"""Evaluations of the manager: routing, memory across turns, analytical structure, budgets."""
