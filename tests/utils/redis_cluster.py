@@ -1,0 +1,79 @@
+"""A Redis Cluster of our own on loopback ports: masters (and replicas) started by the test."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.utils.redis_server import RedisServer, redis_server
+
+REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+
+
+@dataclass
+class RedisCluster:
+    """A running cluster; `url` names one node, from which clients discover the rest."""
+
+    nodes: list[RedisServer]
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too, as Redis needs."""
+    while True:
+        port = random.randint(20_000, 45_000)
+        try:
+            for candidate in (port, port + 10_000):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+
+
+@contextmanager
+def redis_cluster(directory: Path, masters: int = 3, replicas: int = 0) -> Iterator[RedisCluster]:
+    """Start `masters × (1 + replicas)` nodes, join them into a cluster, stop them after."""
+    with ExitStack() as stack:
+        nodes = []
+        for index in range(masters * (1 + replicas)):
+            folder = directory / f"node-{index}"
+            folder.mkdir(parents=True, exist_ok=True)
+            nodes.append(stack.enter_context(redis_server(
+                folder, "--cluster-enabled", "yes",
+                "--cluster-config-file", str(folder / "nodes.conf"),
+                "--cluster-node-timeout", "2000", port=cluster_port(),
+            )))  # fmt: skip
+        addresses = [f"127.0.0.1:{node.port}" for node in nodes]
+        subprocess.run(
+            [REDIS_CLI, "--cluster", "create", *addresses,
+             "--cluster-replicas", str(replicas), "--cluster-yes"],
+            check=True, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        _wait_ok(nodes)
+        yield RedisCluster(nodes=nodes)
+
+
+def _wait_ok(nodes: list[RedisServer], attempts: int = 100) -> None:
+    # The cluster agrees on its slots a moment after `create` returns.
+    for _ in range(attempts):
+        states = [
+            subprocess.run(
+                [REDIS_CLI, "-p", str(node.port), "cluster", "info"],
+                capture_output=True, text=True, timeout=10,
+            ).stdout
+            for node in nodes
+        ]  # fmt: skip
+        if all("cluster_state:ok" in state for state in states):
+            return
+        subprocess.run([REDIS_CLI, "-p", str(nodes[0].port), "ping"], capture_output=True)
+    raise RuntimeError("the cluster did not reach cluster_state:ok")
