@@ -201,9 +201,10 @@ def _every_conversation(user: ConversationUser) -> None:
 
 
 def _every_request(user: ChatUser) -> None:
-    _every_conversation(user)
+    # The rarer kinds first, so even a short run has one of each.
     user.cancel()
     user.resume()
+    _every_conversation(user)
 
 
 class ConversationSmokeUser(ConversationUser):

@@ -133,6 +133,7 @@ class Broker:
         log: EventLog,
         queue_size: int,
         run_origin: Callable[[str], Awaitable[tuple[int, bool] | None]],
+        on_orphan: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         """Create the broker.
 
@@ -140,10 +141,13 @@ class Broker:
             log: The event log to replay and tail.
             queue_size: Most events a subscription may have waiting.
             run_origin: For a thread, `(first_seq, is_local)` of its active run, or `None`.
+            on_orphan: Called for a thread whose followed run went quiet and lost its
+                lease: its process died, and someone must write how the run ended.
         """
         self.log = log
         self.queue_size = queue_size
         self._run_origin = run_origin
+        self._on_orphan = on_orphan
         self.topics: dict[str, Topic] = {}
         self._next_id = 0
 
@@ -176,6 +180,10 @@ class Broker:
         topic.subscriptions.add(subscription)
         try:
             origin = await self._run_origin(thread_id)
+            if origin is None and self._on_orphan is not None:
+                # No run holds the thread: if its last run never ended (its process
+                # died), end it now, so this subscriber replays an ending, not silence.
+                await self._on_orphan(thread_id)
             after = params.since
             if after is None:
                 after = origin[0] - 1 if origin else await self.log.last_seq(thread_id)
@@ -235,11 +243,21 @@ class Broker:
                 await asyncio.sleep(1.0)
                 continue
             if not events:
+                await self._check_orphan(topic.thread_id)
                 continue
             cursor = events[-1]["seq"]
             topic.publish(events)
             if any(is_terminal(e) for e in events):
                 return
+
+    async def _check_orphan(self, thread_id: str) -> None:
+        if self._on_orphan is None:
+            return
+        try:
+            if await self._run_origin(thread_id) is None:
+                await self._on_orphan(thread_id)
+        except Exception:
+            logger.warning("could not check the run of thread %s", thread_id, exc_info=True)
 
     async def close(self) -> None:
         """End every subscription and tail (shutdown)."""

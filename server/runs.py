@@ -29,7 +29,7 @@ from server import metrics
 from server.broker import Broker
 from server.coordination import ActiveRun, Control, RunLeases
 from server.event_log import EventLog
-from server.events import from_graph, lifecycle, numbered
+from server.events import from_graph, is_terminal, lifecycle, numbered
 from server.logs import bound
 from server.observer import Observability, RunObserver
 from server.protocol import ProtocolError, RunStartParams
@@ -37,6 +37,8 @@ from server.protocol import ProtocolError, RunStartParams
 logger = logging.getLogger("alma.server")
 
 ASSISTANT_ID = "manager"
+_CLOSING = "closing-"
+"""Lease holders with this prefix are ending a dead process's run, for milliseconds."""
 _CONTEXT_FIELDS = frozenset(f.name for f in dataclasses.fields(RunContext))
 
 
@@ -222,6 +224,7 @@ class RunManager:
         run = Run(run_id=str(uuid.uuid4()), thread_id=thread_id, limit_key=limit_key, owner=owner)
         await self._take_thread(thread_id, run.run_id, params.multitask_strategy)
         try:
+            await self._end_unfinished(thread_id)
             first_seq = await self.log.last_seq(thread_id) + 1
             active = ActiveRun(run_id=run.run_id, owner=self.owner, first_seq=first_seq)
             await self.leases.renew(thread_id, active)
@@ -260,6 +263,10 @@ class RunManager:
             holder = await self.leases.acquire(thread_id, placeholder)
             if holder is None:
                 return
+            if holder.run_id.startswith(_CLOSING):
+                # Another process is writing how the thread's last run ended: a moment.
+                await asyncio.sleep(0.05)
+                continue
             if strategy == "reject":
                 raise ProtocolError(
                     "invalid_argument",
@@ -404,6 +411,60 @@ class RunManager:
                    "cost_usd": figures["cost_usd"]},
         )  # fmt: skip
         return figures
+
+    async def close_orphan(self, thread_id: str) -> None:
+        """End the thread's last run if its process died before it could (lease expired).
+
+        Called when a subscriber here has waited on a remote run whose lease is gone.
+        The thread's lease is taken while the end is written, so it cannot interleave
+        with a new run's events.
+        """
+        if await self._last_run_ended(thread_id):
+            return  # the common case, read without taking the thread
+        placeholder = ActiveRun(run_id=f"{_CLOSING}{uuid.uuid4()}", owner=self.owner, first_seq=0)
+        if await self.leases.acquire(thread_id, placeholder) is not None:
+            return  # a run holds the thread: the old one's end is no longer in doubt
+        try:
+            await self._end_unfinished(thread_id)
+        finally:
+            await self.leases.release(thread_id, placeholder.run_id)
+
+    async def _last_run_ended(self, thread_id: str) -> bool:
+        last = await self.log.last_seq(thread_id)
+        if last == 0:
+            return True
+        newest = await self.log.read(thread_id, last - 1, limit=1)
+        return not newest or is_terminal(newest[-1])
+
+    async def _end_unfinished(self, thread_id: str) -> None:
+        # Holding the thread's lease: no run of it is executing anywhere.
+        last = await self.log.last_seq(thread_id)
+        if last == 0:
+            return
+        recent = await self.log.read(thread_id, max(0, last - 1000), limit=1000)
+        if not recent or is_terminal(recent[-1]):
+            return
+        started = next(
+            (e for e in reversed(recent)
+             if e["method"] == "lifecycle" and not e["params"].get("namespace")
+             and e["params"]["data"].get("event") == "started"),
+            None,
+        )  # fmt: skip
+        run_id = started["params"]["data"].get("run_id", "unknown") if started else "unknown"
+        ending = lifecycle(
+            "failed",
+            run_id=str(run_id),
+            error="the server process running this answer stopped before it finished; "
+            "the conversation keeps its last saved state — send the message again",
+            code="worker_lost",
+        )
+        await self.log.append(thread_id, [numbered(ending, last + 1)])
+        self.broker.publish(thread_id, [numbered(ending, last + 1)])
+        metrics.RUNS_FINISHED.labels("unknown", "failed", "worker_lost").inc()
+        logger.warning(
+            "run %s on thread %s was left unfinished by a stopped process; ended it",
+            run_id, thread_id, extra={"error_code": "worker_lost"},
+        )  # fmt: skip
 
     async def _charge(self, run: Run, usage: Any) -> None:
         if self.spend_tokens is None or run.limit_key is None or not isinstance(usage, dict):

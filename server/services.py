@@ -118,6 +118,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             log=log,
             queue_size=settings.send_queue_size,
             run_origin=lambda thread_id: runs.run_origin(thread_id),
+            on_orphan=lambda thread_id: runs.close_orphan(thread_id),
         )
         observability = Observability(
             prices=PriceTable(settings.model_prices),

@@ -204,3 +204,67 @@ async def test_redis_dying_mid_run_fails_the_run_not_the_server(tmp_path: Path) 
                         await socket.start("Write a haiku about rivers")
                         events = await socket.until_terminal()
                     assert events[-1]["params"]["data"]["event"] == "completed"
+
+
+async def test_a_killed_processs_run_ends_with_an_error_seen_elsewhere(
+    redis: RedisServer,
+) -> None:
+    env = {"ALMA_SIMULATED_TOKENS_PER_SECOND": "40", "ALMA_RUN_LEASE_SECONDS": "3"}
+    with (
+        alma_service(redis.url, prefix="killed", env=env) as first,
+        alma_service(redis.url, prefix="killed", env=env) as second,
+    ):
+        thread_id = thread()
+        async with open_thread(second.url, thread_id) as watcher:
+            await watcher.subscribe("lifecycle", "messages")
+            async with open_thread(first.url, thread_id) as starter:
+                await starter.subscribe("lifecycle", "messages")
+                await starter.start(ANALYTICAL)
+                seen = [await watcher.next_event() for _ in range(15)]
+                mine = [await starter.next_event() for _ in range(15)]
+                first.process.kill()  # SIGKILL mid-answer: no chance to say goodbye
+            rest = await watcher.until_terminal(timeout=60)
+        events = [*seen, *rest]
+        # The starter reconnects to the survivor and resumes where it was.
+        async with open_thread(second.url, thread_id) as again:
+            await again.subscribe("lifecycle", "messages", since=mine[-1]["seq"])
+            resumed = await again.until_terminal(timeout=60)
+        assert [*mine, *resumed] == events
+        seqs = [e["seq"] for e in events]
+        assert seqs == sorted(set(seqs))  # nothing repeated, nothing out of order
+        ending = events[-1]["params"]["data"]
+        assert (ending["event"], ending["code"]) == ("failed", "worker_lost")
+        assert "send the message again" in ending["error"]
+        # The thread is usable at once through the survivor, with its history intact.
+        async with open_thread(second.url, thread_id) as socket:
+            await socket.subscribe("lifecycle")
+            await socket.start("Write a haiku about rivers", context={"route": "creative"})
+            after = await socket.until_terminal(timeout=60)
+        assert after[-1]["params"]["data"]["event"] == "completed"
+        async with httpx.AsyncClient(base_url=second.url) as client:
+            state = (await client.get(f"/threads/{thread_id}/state")).json()
+        assert [m["type"] for m in state["values"]["messages"]][-2:] == ["human", "ai"]
+        assert state["values"]["messages"][0]["content"] == ANALYTICAL
+
+
+async def test_a_client_of_a_killed_process_resumes_elsewhere_and_hears_the_end(
+    redis: RedisServer,
+) -> None:
+    env = {"ALMA_SIMULATED_TOKENS_PER_SECOND": "40", "ALMA_RUN_LEASE_SECONDS": "3"}
+    with (
+        alma_service(redis.url, prefix="alone", env=env) as first,
+        alma_service(redis.url, prefix="alone", env=env) as second,
+    ):
+        thread_id = thread()
+        # Nobody on the survivor is listening when the process dies.
+        async with open_thread(first.url, thread_id) as starter:
+            await starter.subscribe("lifecycle", "messages")
+            await starter.start(ANALYTICAL)
+            mine = [await starter.next_event() for _ in range(15)]
+            first.process.kill()
+        async with open_thread(second.url, thread_id) as again:
+            await again.subscribe("lifecycle", "messages", since=mine[-1]["seq"])
+            resumed = await again.until_terminal(timeout=60)
+        seqs = [e["seq"] for e in [*mine, *resumed]]
+        assert seqs == sorted(set(seqs))
+        assert resumed[-1]["params"]["data"]["code"] == "worker_lost"
