@@ -17,7 +17,7 @@ from websockets.exceptions import ConnectionClosed
 from server.client import open_thread
 from server.events import is_terminal
 from tests.utils.redis_server import RedisServer, redis_server
-from tests.utils.service import alma_service
+from tests.utils.service import Service, alma_service
 
 pytestmark = pytest.mark.integration
 
@@ -206,35 +206,46 @@ async def test_redis_dying_mid_run_fails_the_run_not_the_server(tmp_path: Path) 
                     assert events[-1]["params"]["data"]["event"] == "completed"
 
 
+KILLABLE = {"ALMA_SIMULATED_TOKENS_PER_SECOND": "40", "ALMA_RUN_LEASE_SECONDS": "3"}
+"""Answers that last seconds, and leases that lapse three seconds after a process dies."""
+
+
+async def start_and_kill(first: Service, thread_id: str) -> list[dict[str, Any]]:
+    """Start an analysis on `first`, read 15 of its events, then SIGKILL `first`."""
+    async with open_thread(first.url, thread_id) as starter:
+        await starter.subscribe("lifecycle", "messages")
+        await starter.start(ANALYTICAL)
+        seen = [await starter.next_event() for _ in range(15)]
+        first.process.kill()  # mid-answer: no chance to say goodbye
+    return [event for event in seen if event is not None]
+
+
+async def resume(service: Service, thread_id: str, since: int) -> list[dict[str, Any]]:
+    """Reconnect to `service` and read from `since` to the run's end."""
+    async with open_thread(service.url, thread_id) as again:
+        await again.subscribe("lifecycle", "messages", since=since)
+        return await again.until_terminal(timeout=60)
+
+
 async def test_a_killed_processs_run_ends_with_an_error_seen_elsewhere(
     redis: RedisServer,
 ) -> None:
-    env = {"ALMA_SIMULATED_TOKENS_PER_SECOND": "40", "ALMA_RUN_LEASE_SECONDS": "3"}
     with (
-        alma_service(redis.url, prefix="killed", env=env) as first,
-        alma_service(redis.url, prefix="killed", env=env) as second,
+        alma_service(redis.url, prefix="killed", env=KILLABLE) as first,
+        alma_service(redis.url, prefix="killed", env=KILLABLE) as second,
     ):
         thread_id = thread()
         async with open_thread(second.url, thread_id) as watcher:
             await watcher.subscribe("lifecycle", "messages")
-            async with open_thread(first.url, thread_id) as starter:
-                await starter.subscribe("lifecycle", "messages")
-                await starter.start(ANALYTICAL)
-                seen = [await watcher.next_event() for _ in range(15)]
-                mine = [await starter.next_event() for _ in range(15)]
-                first.process.kill()  # SIGKILL mid-answer: no chance to say goodbye
-            rest = await watcher.until_terminal(timeout=60)
-        events = [*seen, *rest]
-        # The starter reconnects to the survivor and resumes where it was.
-        async with open_thread(second.url, thread_id) as again:
-            await again.subscribe("lifecycle", "messages", since=mine[-1]["seq"])
-            resumed = await again.until_terminal(timeout=60)
-        assert [*mine, *resumed] == events
+            mine = await start_and_kill(first, thread_id)
+            events = await watcher.until_terminal(timeout=60)
         seqs = [e["seq"] for e in events]
         assert seqs == sorted(set(seqs))  # nothing repeated, nothing out of order
         ending = events[-1]["params"]["data"]
         assert (ending["event"], ending["code"]) == ("failed", "worker_lost")
         assert "send the message again" in ending["error"]
+        # The starter reconnects to the survivor and resumes where it was.
+        assert [*mine, *await resume(second, thread_id, mine[-1]["seq"])] == events
         # The thread is usable at once through the survivor, with its history intact.
         async with open_thread(second.url, thread_id) as socket:
             await socket.subscribe("lifecycle")
@@ -250,21 +261,14 @@ async def test_a_killed_processs_run_ends_with_an_error_seen_elsewhere(
 async def test_a_client_of_a_killed_process_resumes_elsewhere_and_hears_the_end(
     redis: RedisServer,
 ) -> None:
-    env = {"ALMA_SIMULATED_TOKENS_PER_SECOND": "40", "ALMA_RUN_LEASE_SECONDS": "3"}
     with (
-        alma_service(redis.url, prefix="alone", env=env) as first,
-        alma_service(redis.url, prefix="alone", env=env) as second,
+        alma_service(redis.url, prefix="alone", env=KILLABLE) as first,
+        alma_service(redis.url, prefix="alone", env=KILLABLE) as second,
     ):
         thread_id = thread()
         # Nobody on the survivor is listening when the process dies.
-        async with open_thread(first.url, thread_id) as starter:
-            await starter.subscribe("lifecycle", "messages")
-            await starter.start(ANALYTICAL)
-            mine = [await starter.next_event() for _ in range(15)]
-            first.process.kill()
-        async with open_thread(second.url, thread_id) as again:
-            await again.subscribe("lifecycle", "messages", since=mine[-1]["seq"])
-            resumed = await again.until_terminal(timeout=60)
+        mine = await start_and_kill(first, thread_id)
+        resumed = await resume(second, thread_id, mine[-1]["seq"])
         seqs = [e["seq"] for e in [*mine, *resumed]]
         assert seqs == sorted(set(seqs))
         assert resumed[-1]["params"]["data"]["code"] == "worker_lost"
