@@ -224,8 +224,7 @@ class RunManager:
         run = Run(run_id=str(uuid.uuid4()), thread_id=thread_id, limit_key=limit_key, owner=owner)
         await self._take_thread(thread_id, run.run_id, params.multitask_strategy)
         try:
-            await self._end_unfinished(thread_id)
-            first_seq = await self.log.last_seq(thread_id) + 1
+            first_seq = await self._end_unfinished(thread_id) + 1
             active = ActiveRun(run_id=run.run_id, owner=self.owner, first_seq=first_seq)
             await self.leases.renew(thread_id, active)
         except BaseException:
@@ -419,7 +418,7 @@ class RunManager:
         The thread's lease is taken while the end is written, so it cannot interleave
         with a new run's events.
         """
-        if await self._last_run_ended(thread_id):
+        if await self._last_run_ended(thread_id) is not None:
             return  # the common case, read without taking the thread
         placeholder = ActiveRun(run_id=f"{_CLOSING}{uuid.uuid4()}", owner=self.owner, first_seq=0)
         if await self.leases.acquire(thread_id, placeholder) is not None:
@@ -429,21 +428,23 @@ class RunManager:
         finally:
             await self.leases.release(thread_id, placeholder.run_id)
 
-    async def _last_run_ended(self, thread_id: str) -> bool:
+    async def _last_run_ended(self, thread_id: str) -> int | None:
+        """The thread's newest `seq` if its last run has ended (0: no events); else `None`."""
         last = await self.log.last_seq(thread_id)
         if last == 0:
-            return True
+            return 0
         newest = await self.log.read(thread_id, last - 1, limit=1)
-        return not newest or is_terminal(newest[-1])
+        return last if not newest or is_terminal(newest[-1]) else None
 
-    async def _end_unfinished(self, thread_id: str) -> None:
-        # Holding the thread's lease: no run of it is executing anywhere.
+    async def _end_unfinished(self, thread_id: str) -> int:
+        """End the thread's last run if it never ended; the thread's newest `seq` after."""
+        # Holding the thread's lease: no run of it is executing anywhere. One event is
+        # read on every run start; the run's events only when it was left unfinished.
+        ended = await self._last_run_ended(thread_id)
+        if ended is not None:
+            return ended
         last = await self.log.last_seq(thread_id)
-        if last == 0:
-            return
         recent = await self.log.read(thread_id, max(0, last - 1000), limit=1000)
-        if not recent or is_terminal(recent[-1]):
-            return
         started = next(
             (e for e in reversed(recent)
              if e["method"] == "lifecycle" and not e["params"].get("namespace")
@@ -458,13 +459,15 @@ class RunManager:
             "the conversation keeps its last saved state — send the message again",
             code="worker_lost",
         )
-        await self.log.append(thread_id, [numbered(ending, last + 1)])
-        self.broker.publish(thread_id, [numbered(ending, last + 1)])
+        events = [numbered(ending, last + 1)]
+        await self.log.append(thread_id, events)
+        self.broker.publish(thread_id, events)
         metrics.RUNS_FINISHED.labels("unknown", "failed", "worker_lost").inc()
         logger.warning(
             "run %s on thread %s was left unfinished by a stopped process; ended it",
             run_id, thread_id, extra={"error_code": "worker_lost"},
         )  # fmt: skip
+        return last + 1
 
     async def _charge(self, run: Run, usage: Any) -> None:
         if self.spend_tokens is None or run.limit_key is None or not isinstance(usage, dict):
