@@ -106,6 +106,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             host=args.host or settings.host,
             port=args.port or settings.port,
             workers=workers,
+            # Behind a balancer every peer is the balancer; its X-Forwarded-For names the
+            # client that per-address limits must count.
+            proxy_headers=True,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
             # Runs get their grace period inside the app's shutdown; uvicorn waits a little
             # longer so that drain can finish and tell clients how their runs ended.
             timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 5,

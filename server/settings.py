@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from pathlib import Path
@@ -61,6 +62,12 @@ class Settings(ModelSettings, MemorySettings):
     host: str = Field(default="127.0.0.1", description="Address `alma serve` listens on.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port `alma serve` listens on.")
     workers: int = Field(default=1, ge=1, le=64, description="Uvicorn worker processes.")
+    forwarded_allow_ips: CommaList = Field(
+        default_factory=lambda: ["127.0.0.1"],
+        description="Comma-separated addresses (or networks) of load balancers whose "
+        "`X-Forwarded-For` / `X-Forwarded-Proto` are believed, so limits count per real "
+        "client; `*` believes any sender (only when nothing else can reach ALMA).",
+    )
     event_log_maxlen: int = Field(
         default=10_000, ge=100, description="Most events kept per thread for resume."
     )
@@ -174,7 +181,7 @@ class Settings(ModelSettings, MemorySettings):
         description="LangSmith API URL (self-hosted LangSmith).",
     )
 
-    @field_validator("api_keys", "cors_origins", mode="before")
+    @field_validator("api_keys", "cors_origins", "forwarded_allow_ips", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         return _comma_list(value)
@@ -188,6 +195,17 @@ class Settings(ModelSettings, MemorySettings):
                     f"{entry[:12]!r}… is not `owner:sha256:<64 hex digits>`; "
                     "make one with `alma keygen OWNER`"
                 )
+        return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if entry != "*":
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(f"{entry!r} is not an address, a network or `*`") from None
         return value
 
     @field_validator("cors_origins")

@@ -19,7 +19,13 @@ from tests.utils.redis_server import RedisServer
 pytestmark = pytest.mark.integration
 
 ANALYTICAL = "Compare quicksort and mergesort for 10M integers"
-ENV = {"ALMA_PROVIDER": "simulated", "ALMA_SIMULATED_TOKENS_PER_SECOND": "150"}
+HAIKU = {"messages": [{"role": "user", "content": "Write a haiku about rivers"}]}
+RUNS_PER_CLIENT = 4
+ENV = {
+    "ALMA_PROVIDER": "simulated",
+    "ALMA_SIMULATED_TOKENS_PER_SECOND": "150",
+    "ALMA_LIMIT_RUNS": str(RUNS_PER_CLIENT),
+}
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +91,28 @@ async def test_cancel_through_the_balancer_reaches_the_run(balanced: Server) -> 
                     break
         events = await socket.until_terminal(timeout=30)
     assert events[-1]["params"]["data"]["code"] == "cancelled"
+
+
+async def test_run_limits_count_each_client_behind_the_balancer_across_processes(
+    balanced: Server,
+) -> None:
+    # nginx appends the peer it saw; ALMA believes the header from nginx (loopback, the
+    # default ALMA_FORWARDED_ALLOW_IPS) and so counts the address the client claimed.
+    block = uuid.uuid4().int % 250 + 1
+    alice, bob = f"10.{block}.0.1", f"10.{block}.0.2"
+
+    async def start(client: httpx.AsyncClient, address: str) -> int:
+        answer = await client.post(
+            f"/threads/t-{uuid.uuid4().hex[:10]}/commands",
+            json={"id": 1, "method": "run.start",
+                  "params": {"assistant_id": "manager", "input": HAIKU}},
+            headers={"X-Forwarded-For": address},
+        )  # fmt: skip
+        return answer.status_code
+
+    async with httpx.AsyncClient(base_url=balanced.url, timeout=10) as client:
+        # Round robin sends consecutive starts to alternate processes: one shared count.
+        alices = [await start(client, alice) for _ in range(RUNS_PER_CLIENT + 1)]
+        bobs = await start(client, bob)
+    assert alices == [200] * RUNS_PER_CLIENT + [429]
+    assert bobs == 200
