@@ -185,6 +185,12 @@ class RunManager:
         self.observability = observability or Observability()
         self.runs: dict[str, Run] = {}
         self.draining = False
+        # Run ids whose thread lease this process holds or is taking. A lease naming this
+        # process but not in here was left behind when Redis was away at its release.
+        self._held: set[str] = set()
+        # Terminal events that could not be logged (Redis was away), written when the
+        # thread is next taken so resuming clients hear how the run really ended.
+        self._unlogged_ends: dict[str, dict[str, Any]] = {}
 
     # -- queries -------------------------------------------------------------------------
 
@@ -228,6 +234,7 @@ class RunManager:
             active = ActiveRun(run_id=run.run_id, owner=self.owner, first_seq=first_seq)
             await self.leases.renew(thread_id, active)
         except BaseException:
+            self._held.discard(run.run_id)
             await self.leases.release(thread_id, run.run_id)
             raise
         self.runs[run.run_id] = run
@@ -256,14 +263,26 @@ class RunManager:
 
     async def _take_thread(self, thread_id: str, run_id: str, strategy: str) -> None:
         placeholder = ActiveRun(run_id=run_id, owner=self.owner, first_seq=0)
+        self._held.add(run_id)
+        try:
+            await self._wait_for_thread(thread_id, placeholder, strategy)
+        except BaseException:
+            self._held.discard(run_id)
+            raise
+
+    async def _wait_for_thread(self, thread_id: str, placeholder: ActiveRun, strategy: str) -> None:
         deadline = asyncio.get_running_loop().time() + self.wait_seconds
         interrupted = False
         while True:
             holder = await self.leases.acquire(thread_id, placeholder)
             if holder is None:
                 return
-            if holder.run_id.startswith(_CLOSING):
-                # Another process is writing how the thread's last run ended: a moment.
+            if holder.owner == self.owner and holder.run_id not in self._held:
+                await self.leases.release(thread_id, holder.run_id)
+                continue
+            if holder.run_id.startswith(_CLOSING) or await self._ending(thread_id, holder):
+                # The thread's last run has ended (or is being ended) and its lease is on
+                # the way out: a client that heard the end may start at once.
                 await asyncio.sleep(0.05)
                 continue
             if strategy == "reject":
@@ -342,7 +361,7 @@ class RunManager:
                 "failed", run_id=run.run_id, error="the run was cancelled", code="cancelled"
             )
         except (RedisError, OSError) as exc:
-            logger.error("run %s lost its storage: %s", run.run_id, exc)
+            logger.exception("run %s lost its storage: %s", run.run_id, exc)
             terminal = lifecycle(
                 "failed",
                 run_id=run.run_id,
@@ -362,10 +381,13 @@ class RunManager:
             terminal["params"]["data"].update(await self._account(run, terminal, observer))
             await emitter.emit(terminal)
             await emitter.close()
+            if emitter.storage_error is not None:
+                self._unlogged_ends[run.thread_id] = terminal
         finally:
             self.runs.pop(run.run_id, None)
             with contextlib.suppress(RedisError, OSError):
                 await self.leases.release(run.thread_id, run.run_id)
+            self._held.discard(run.run_id)
 
     async def _account(
         self, run: Run, terminal: dict[str, Any], observer: RunObserver
@@ -421,12 +443,23 @@ class RunManager:
         if await self._last_run_ended(thread_id) is not None:
             return  # the common case, read without taking the thread
         placeholder = ActiveRun(run_id=f"{_CLOSING}{uuid.uuid4()}", owner=self.owner, first_seq=0)
-        if await self.leases.acquire(thread_id, placeholder) is not None:
-            return  # a run holds the thread: the old one's end is no longer in doubt
+        self._held.add(placeholder.run_id)
         try:
-            await self._end_unfinished(thread_id)
+            if await self.leases.acquire(thread_id, placeholder) is not None:
+                return  # a run holds the thread: the old one's end is no longer in doubt
+            try:
+                await self._end_unfinished(thread_id)
+            finally:
+                await self.leases.release(thread_id, placeholder.run_id)
         finally:
-            await self.leases.release(thread_id, placeholder.run_id)
+            self._held.discard(placeholder.run_id)
+
+    async def _ending(self, thread_id: str, holder: ActiveRun) -> bool:
+        """Whether the holder's run already logged its terminal event (lease not yet let go)."""
+        if holder.first_seq == 0:
+            return False  # a start still choosing its first seq: not ending
+        ended = await self._last_run_ended(thread_id)
+        return ended is not None and ended >= holder.first_seq
 
     async def _last_run_ended(self, thread_id: str) -> int | None:
         """The thread's newest `seq` if its last run has ended (0: no events); else `None`."""
@@ -442,8 +475,16 @@ class RunManager:
         # read on every run start; the run's events only when it was left unfinished.
         ended = await self._last_run_ended(thread_id)
         if ended is not None:
+            self._unlogged_ends.pop(thread_id, None)
             return ended
         last = await self.log.last_seq(thread_id)
+        unlogged = self._unlogged_ends.pop(thread_id, None)
+        if unlogged is not None:
+            # This process ran it and knows how it ended; Redis was away to hear it.
+            events = [numbered(unlogged, last + 1)]
+            await self.log.append(thread_id, events)
+            self.broker.publish(thread_id, events)
+            return last + 1
         recent = await self.log.read(thread_id, max(0, last - 1000), limit=1000)
         started = next(
             (e for e in reversed(recent)
