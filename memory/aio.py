@@ -22,6 +22,7 @@ from memory.base import BaseRedisSaver, Batch, Steps, advance
 from memory.connection import (
     BATCH_ATTEMPTS,
     REPLAYABLE,
+    FailoverSafeRedisCluster,
     async_client,
     check_server,
     replay_delay,
@@ -97,12 +98,21 @@ class AsyncRedisSaver(BaseRedisSaver):
     async def _send(self, batch: Batch) -> list[Any]:
         # Every batch is idempotent, so one that met a dead connection is sent again.
         for attempt in range(BATCH_ATTEMPTS):
-            pipe = self.client.pipeline(transaction=batch.transaction)
-            batch.queue(pipe)
             try:
+                if batch.transaction and isinstance(self.client, RedisCluster):
+                    # redis-py queues each command of a Cluster transaction from a thread
+                    # with an event loop of its own, and reloads a layout a connection
+                    # error marked stale there — leaving connections tied to that loop
+                    # in the pool. Reloading first, here, keeps them on ours; queueing
+                    # blocks this loop, so nothing can mark the layout stale meanwhile.
+                    await self.client.initialize()
+                pipe = self.client.pipeline(transaction=batch.transaction)
+                batch.queue(pipe)
                 replies: list[Any] = await pipe.execute()
                 return replies
             except REPLAYABLE:
+                if isinstance(self.client, FailoverSafeRedisCluster):
+                    self.client.forget_layout()  # the slot's master may have changed
                 if attempt == BATCH_ATTEMPTS - 1:
                     raise
                 await asyncio.sleep(replay_delay(attempt))

@@ -9,23 +9,92 @@ import redis.asyncio
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.cluster import RedisCluster
-from redis.exceptions import ConnectionError, TimeoutError
+from redis.exceptions import ClusterDownError, ConnectionError, TimeoutError
 from redis.retry import Retry
 
 MINIMUM_VERSION = (6, 0)
 
-REPLAYABLE = (ConnectionError, TimeoutError)
-"""Errors after which a batch of ALMA's (idempotent) commands may simply be sent again."""
-BATCH_ATTEMPTS = 4
+REPLAYABLE = (ConnectionError, TimeoutError, ClusterDownError)
+"""Errors after which a batch of ALMA's (idempotent) commands may simply be sent again.
+
+A Cluster answers CLUSTERDOWN (refusing the command, running nothing) on every master
+from the moment one master is declared failed until its replica has taken over.
+"""
+BATCH_ATTEMPTS = 7
 
 
 def replay_delay(attempt: int) -> float:
-    """Seconds to wait before sending a batch again after `attempt` failures."""
+    """Seconds to wait before sending a batch again after `attempt` failures.
+
+    The attempts span about 2.5 s: a restart's blip, or a Cluster's fail-over from the
+    moment it notices the dead master (a replica waits 0.5-1 s, then is elected).
+    """
     return float(min(0.05 * 2**attempt, 1.0))
 
 
 class UnsupportedRedisError(RuntimeError):
     """The server is too old for ALMA."""
+
+
+class FailoverSafeRedisCluster(AsyncRedisCluster):
+    """redis-py's async Cluster client, made to carry on while a master fails over.
+
+    It closes three gaps of redis-py's own (8.x), each of which failed runs on masters
+    that were alive, or kept failing them after the replica had taken over.
+    """
+
+    def forget_layout(self) -> None:
+        """Reload the cluster's layout before the next command.
+
+        For transactions: redis-py reloads it after only every fifth connection error one
+        meets, so they go on being sent to a dead master after its replica took over.
+        """
+        self._initialize = True
+
+    async def initialize(
+        self,
+        additional_startup_nodes_info: list[tuple[str, int]] | None = None,
+        last_failed_node_name: str | None = None,
+    ) -> AsyncRedisCluster:
+        """Load the cluster's layout, if it is stale, skipping masters that do not answer.
+
+        After reloading the layout, redis-py reads the command table from its default
+        node: the first master it knows. Until a replica has taken over from a master
+        that died, that can be the dead master, and then every reload fails — and every
+        command with it, for every master.
+        """
+        for _ in range(len(self.nodes_manager.nodes_cache)):
+            try:
+                return await super().initialize(
+                    additional_startup_nodes_info, last_failed_node_name
+                )
+            except (ConnectionError, TimeoutError):
+                # Only the command-table read raises these (an unreachable startup node
+                # is skipped); the parser holds the node it asked.
+                unreachable = getattr(self.commands_parser, "node", None)
+                if unreachable is None:
+                    raise
+                self.nodes_manager.move_node_to_end_of_cached_nodes(unreachable.name)
+        return await super().initialize(additional_startup_nodes_info, last_failed_node_name)
+
+    async def aclose(self) -> None:
+        """Close the client's connections; any busy with a command, once it ends.
+
+        redis-py calls this itself to start afresh when a command meets CLUSTERDOWN or
+        a dead node, and its own version closes connections other commands are in the
+        middle of, which then fail in ways no retry expects (under uvloop, a
+        `RuntimeError` or an `AttributeError`). Those are left to redis-py's lazy
+        reconnection instead: closed as their command ends.
+        """
+        nodes = [*self.nodes_manager.nodes_cache.values()]
+        nodes += self.nodes_manager.startup_nodes.values()
+        if not any(len(node._connections) > len(node._free) for node in nodes):
+            await super().aclose()
+            return
+        self._initialize = True
+        for node in nodes:
+            node.update_active_connections_for_reconnect()
+            await node.disconnect_free_connections()
 
 
 def _options() -> dict[str, Any]:
@@ -55,7 +124,7 @@ def async_client(
     raises "Too many connections" at its limit).
     """
     if cluster:
-        return AsyncRedisCluster.from_url(
+        return FailoverSafeRedisCluster.from_url(
             url, retry=_options()["retry"], max_connections=max_connections
         )
     pool = redis.asyncio.BlockingConnectionPool.from_url(

@@ -14,8 +14,12 @@ from typing import Any, Protocol
 import orjson
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ResponseError
 
 from server.events import dumps
+
+_DUPLICATE_ID = "equal or smaller than the target stream top item"
+"""Redis's (and Valkey's) refusal of an XADD whose id the stream already has."""
 
 
 class EventLog(Protocol):
@@ -29,6 +33,9 @@ class EventLog(Protocol):
 
     async def last_seq(self, thread_id: str) -> int:
         """The `seq` of the thread's newest event, 0 if none."""
+
+    async def last(self, thread_id: str) -> dict[str, Any] | None:
+        """The thread's newest event, if any."""
 
     async def wait(self, thread_id: str, after: int, timeout: float) -> list[dict[str, Any]]:
         """Events after `after`, waiting up to `timeout` seconds for the first."""
@@ -65,7 +72,15 @@ class RedisEventLog:
                 approximate=True,
             )
         pipe.expire(key, self.ttl)
-        await pipe.execute()
+        try:
+            await pipe.execute()
+        except ResponseError as exc:
+            # redis-py sends a pipeline again when it loses the connection, as a Cluster
+            # client does to every connection while a master fails over. If the first
+            # send got through, its entries refuse to be added twice: that is success.
+            if _DUPLICATE_ID not in str(exc) or await self.last_seq(thread_id) < events[-1]["seq"]:
+                raise
+            await self.client.expire(key, self.ttl)
 
     @staticmethod
     def _decode(entries: list[Any]) -> list[dict[str, Any]]:
@@ -85,6 +100,11 @@ class RedisEventLog:
             return 0
         entry_id = newest[0][0]
         return int((entry_id.decode() if isinstance(entry_id, bytes) else entry_id).split("-")[1])
+
+    async def last(self, thread_id: str) -> dict[str, Any] | None:
+        """The thread's newest event, if any."""
+        newest: Any = await self.client.xrevrange(self.key(thread_id), "+", "-", count=1)
+        return self._decode(newest)[0] if newest else None
 
     async def wait(self, thread_id: str, after: int, timeout: float) -> list[dict[str, Any]]:
         """Events after `after`, blocking in Redis up to `timeout` seconds for the first."""
@@ -122,6 +142,11 @@ class MemoryEventLog:
         """The `seq` of the thread's newest event, 0 if none."""
         events = self._events.get(thread_id)
         return events[-1]["seq"] if events else 0
+
+    async def last(self, thread_id: str) -> dict[str, Any] | None:
+        """The thread's newest event, if any."""
+        events = self._events.get(thread_id)
+        return events[-1] if events else None
 
     async def wait(self, thread_id: str, after: int, timeout: float) -> list[dict[str, Any]]:
         """Events after `after`, waiting up to `timeout` seconds for the first."""

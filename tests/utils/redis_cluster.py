@@ -41,8 +41,14 @@ def cluster_port() -> int:
 
 
 @contextmanager
-def redis_cluster(directory: Path, masters: int = 3, replicas: int = 0) -> Iterator[RedisCluster]:
-    """Start `masters × (1 + replicas)` nodes, join them into a cluster, stop them after."""
+def redis_cluster(
+    directory: Path, masters: int = 3, replicas: int = 0, node_timeout_ms: int = 2000
+) -> Iterator[RedisCluster]:
+    """Start `masters × (1 + replicas)` nodes, join them into a cluster, stop them after.
+
+    `node_timeout_ms` is how long a silent node takes to be declared failed, which is
+    most of the time a replica takes to replace a dead master.
+    """
     with ExitStack() as stack:
         nodes = []
         for index in range(masters * (1 + replicas)):
@@ -51,7 +57,7 @@ def redis_cluster(directory: Path, masters: int = 3, replicas: int = 0) -> Itera
             nodes.append(stack.enter_context(redis_server(
                 folder, "--cluster-enabled", "yes",
                 "--cluster-config-file", str(folder / "nodes.conf"),
-                "--cluster-node-timeout", "2000", port=cluster_port(),
+                "--cluster-node-timeout", str(node_timeout_ms), port=cluster_port(),
             )))  # fmt: skip
         addresses = [f"127.0.0.1:{node.port}" for node in nodes]
         subprocess.run(
