@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from loadtests.processes import LOOPBACK, Server, start
+from loadtests.processes import LOOPBACK, Server, alma_server, start
 from memory.bench import free_port
 
 CONFIG = Path(__file__).resolve().parent / "nginx" / "alma.conf"
@@ -38,3 +39,28 @@ def nginx(directory: Path, backends: Sequence[Server]) -> Iterator[Server]:
     with start("nginx", command, url=url, health="/health", env={},
                log=directory / "nginx.out") as server:  # fmt: skip
         yield server
+
+
+@contextmanager
+def alma_behind_nginx(
+    redis_url: str,
+    *,
+    logs: Sequence[Path],
+    directory: Path,
+    env: Mapping[str, str] | None = None,
+    workers: int = 1,
+) -> Iterator[tuple[Server, list[Server]]]:
+    """One `alma serve` per log file, sharing `redis_url`, behind nginx; (nginx, processes).
+
+    nginx keeps its files in `directory`.
+    """
+    # Processes serve each other's threads only when they read and write the same keys.
+    shared = {**(env or {}), "ALMA_REDIS_PREFIX": f"load-{uuid.uuid4().hex[:8]}"}
+    with ExitStack() as stack:
+        backends = []
+        for log in logs:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            backends.append(
+                stack.enter_context(alma_server(redis_url, env=shared, workers=workers, log=log))
+            )
+        yield stack.enter_context(nginx(directory, backends)), backends

@@ -2,9 +2,10 @@
 
 A run starts a private `redis-server`, the OpenAI-compatible model simulator and the
 server under test (`alma serve`, `langgraph dev`, or both one after the other on the same
-graph, simulator and machine), drives it with the users of loadtests/locustfile.py, and
-writes a report folder: Locust's CSV and HTML, `/metrics` before and after, the server's
-CPU and memory every second, and a summary (Markdown and JSON).
+graph, simulator and machine; or 1, 2, 4 … ALMA processes behind nginx, one count after
+the other), drives it with the users of loadtests/locustfile.py, and writes a report
+folder: Locust's CSV and HTML, `/metrics` before and after, the server's CPU and memory
+every second, the CPU of everything else on the machine, and a summary (Markdown and JSON).
 """
 
 from __future__ import annotations
@@ -15,18 +16,23 @@ import json
 import os
 import platform
 import re
+import resource
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
+import redis
+from prometheus_client.parser import text_string_to_metric_families
 
+from loadtests.balancer import alma_behind_nginx
 from loadtests.processes import (
     Server,
     StartError,
@@ -81,7 +87,7 @@ SCENARIOS = {
 
 @dataclass
 class Resources:
-    """The server's CPU and memory, sampled every second while the load runs."""
+    """The servers' CPU and memory (summed over them), sampled every second under load."""
 
     samples: list[tuple[float, float, int]] = field(default_factory=list)
     """(seconds since start, CPU cores in use, RSS bytes)."""
@@ -97,19 +103,25 @@ class Resources:
         return sum(c for _, c, _ in self.samples) / len(self.samples) if self.samples else 0.0
 
 
+def usage(servers: Sequence[Server]) -> tuple[float, int]:
+    """CPU seconds used so far and resident memory now, summed over `servers`."""
+    each = [server.usage() for server in servers]
+    return sum(cpu for cpu, _ in each), sum(rss for _, rss in each)
+
+
 @contextmanager
-def sampling(server: Server, every: float = 1.0) -> Iterator[Resources]:
-    """Sample `server` (with its workers) in a thread until the block ends."""
+def sampling(servers: Sequence[Server], every: float = 1.0) -> Iterator[Resources]:
+    """Sample `servers` (with their workers) in a thread until the block ends."""
     resources = Resources()
     stop = threading.Event()
 
     def sample() -> None:
         started = time.monotonic()
-        cpu_before, _ = server.usage()
+        cpu_before, _ = usage(servers)
         at_before = started
         while not stop.wait(every):
             now = time.monotonic()
-            cpu, rss = server.usage()
+            cpu, rss = usage(servers)
             cores = (cpu - cpu_before) / (now - at_before) if now > at_before else 0.0
             resources.samples.append((round(now - started, 1), round(cores, 3), rss))
             cpu_before, at_before = cpu, now
@@ -121,6 +133,49 @@ def sampling(server: Server, every: float = 1.0) -> Iterator[Resources]:
     finally:
         stop.set()
         thread.join(timeout=5)
+
+
+def machine_cpu() -> float:
+    """CPU seconds the whole machine has been busy, all cores together."""
+    idle = {"idle", "iowait", "steal", "guest", "guest_nice"}  # guest time is in user's too
+    times: dict[str, float] = psutil.cpu_times()._asdict()
+    return sum(seconds for kind, seconds in times.items() if kind not in idle)
+
+
+def finished_children_cpu() -> float:
+    """CPU seconds of this process's children that have exited and been waited for."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return children.ru_utime + children.ru_stime
+
+
+def redis_cpu(url: str) -> Callable[[], float]:
+    """A clock of the CPU seconds the Redis at `url` has used."""
+
+    def clock() -> float:
+        with redis.Redis.from_url(url) as client:
+            info = client.info("cpu")
+        return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+    return clock
+
+
+@contextmanager
+def cpu_shares(clocks: Mapping[str, Callable[[], float]]) -> Iterator[dict[str, float]]:
+    """Mean cores each clock's owner used while the block ran (filled in as it ends)."""
+    shares: dict[str, float] = {}
+    before = {name: clock() for name, clock in clocks.items()}
+    began = time.monotonic()
+    try:
+        yield shares
+    finally:
+        seconds = time.monotonic() - began
+        for name, clock in clocks.items():
+            shares[name] = round((clock() - before[name]) / seconds, 2)
+
+
+def label(target: str, processes: int | None) -> str:
+    """How a report names a target: `alma`, or `alma ×2 via nginx`."""
+    return target if processes is None else f"{target} ×{processes} via nginx"
 
 
 @dataclass
@@ -137,11 +192,26 @@ class Summary:
     ttft_p50_ms: float | None
     ttft_p95_ms: float | None
     ttft_p99_ms: float | None
+    run_p50_ms: float | None
+    run_p95_ms: float | None
     run_p99_ms: float | None
     peak_rss_mib: float
+    """The peak of the servers' summed resident memory."""
     mean_cpu_cores: float
+    """The servers' CPU, summed."""
     errors: dict[str, int]
     requests: list[dict[str, Any]]
+    processes: int | None = None
+    """How many ALMA processes served behind nginx; `None` when Locust spoke to one directly."""
+    runs_by_process: list[int] = field(default_factory=list)
+    """Runs started on each process (from its `/metrics`)."""
+    cpu_cores: dict[str, float] = field(default_factory=dict)
+    """Mean cores used by the rest of the machine: nginx, simulator, Redis, Locust, all."""
+
+    @property
+    def label(self) -> str:
+        """The target's name in tables."""
+        return label(self.target, self.processes)
 
 
 def _number(value: str) -> float | None:
@@ -175,9 +245,17 @@ def read_stats(folder: Path) -> tuple[list[dict[str, Any]], dict[str, int]]:
 
 
 def summarise(
-    target: str, scenario: Scenario, folder: Path, resources: Resources, seconds: float
+    target: str,
+    scenario: Scenario,
+    folder: Path,
+    resources: Resources,
+    seconds: float,
+    *,
+    processes: int | None = None,
+    runs_by_process: Sequence[int] = (),
+    cpu_cores: Mapping[str, float] | None = None,
 ) -> Summary:
-    """The figures of one target's run, from Locust's CSV and the resource samples."""
+    """The figures of one target's run, from Locust's CSV, the samples and the CPU shares."""
     rows, errors = read_stats(folder)
 
     def row(kind: str, name: str) -> dict[str, Any]:
@@ -197,11 +275,16 @@ def summarise(
         ttft_p50_ms=ttft.get("p50_ms"),
         ttft_p95_ms=ttft.get("p95_ms"),
         ttft_p99_ms=ttft.get("p99_ms"),
+        run_p50_ms=run.get("p50_ms"),
+        run_p95_ms=run.get("p95_ms"),
         run_p99_ms=run.get("p99_ms"),
         peak_rss_mib=round(resources.peak_rss / 2**20, 1),
         mean_cpu_cores=round(resources.mean_cpu, 2),
         errors=errors,
         requests=rows,
+        processes=processes,
+        runs_by_process=list(runs_by_process),
+        cpu_cores=dict(cpu_cores or {}),
     )
 
 
@@ -212,6 +295,14 @@ def scrape(server: Server, path: Path) -> None:
         path.write_text(response.text if response.status_code == 200 else "")
     except httpx.HTTPError as exc:
         path.write_text(f"# unavailable: {exc}\n")
+
+
+def counter(path: Path, name: str) -> float:
+    """The total of counter `name` in a saved `/metrics` (0 when it has none)."""
+    total = 0.0
+    for family in text_string_to_metric_families(path.read_text()):
+        total += sum(s.value for s in family.samples if s.name == name)
+    return total
 
 
 def run_locust(scenario: Scenario, host: str, folder: Path) -> int:
@@ -303,6 +394,44 @@ def profiling(server: Server, seconds: int, folder: Path) -> Iterator[None]:
         (folder / "profile.md").write_text(where_time_goes(raw) + "\n")
 
 
+def places(folder: Path, processes: int | None) -> list[Path]:
+    """Where each server's log and `/metrics` go: `folder`, or `folder/process-N` behind nginx."""
+    if processes is None:
+        return [folder]
+    return [folder / f"process-{n}" for n in range(1, processes + 1)]
+
+
+@contextmanager
+def under_test(
+    target: str, redis_url: str, *, env: Mapping[str, str], folder: Path, workers: int,
+    processes: int | None, jobs: int,
+) -> Iterator[tuple[Server, list[Server]]]:  # fmt: skip
+    """Start the server(s) under test; (where Locust sends the load, the servers).
+
+    With `processes`, that many ALMA processes behind nginx; `jobs` is for `langgraph dev`.
+    """
+    logs = [home / "server.log" for home in places(folder, processes)]
+    if processes is not None:
+        with alma_behind_nginx(redis_url, logs=logs, directory=folder / "nginx", env=env,
+                               workers=workers) as (balancer, servers):  # fmt: skip
+            yield balancer, servers
+        return
+    server: AbstractContextManager[Server]
+    if target == "alma":
+        server = alma_server(redis_url, env=env, workers=workers, log=logs[0])
+    else:
+        server = langgraph_dev(redis_url, env=env, log=logs[0], jobs=jobs)
+    with server as started:
+        yield started, [started]
+
+
+def runs_started(folder: Path) -> int:
+    """Runs an ALMA process started under load, from its `/metrics` before and after."""
+    name = "alma_runs_started_total"
+    after = counter(folder / "metrics-after.txt", name)
+    return round(after - counter(folder / "metrics-before.txt", name))
+
+
 def run_target(
     target: str,
     scenario: Scenario,
@@ -311,30 +440,45 @@ def run_target(
     folder: Path,
     workers: int,
     profile_seconds: int = 0,
+    processes: int | None = None,
 ) -> tuple[Summary, int]:
-    """Start the server under test, load it, and summarise."""
+    """Start the server under test, load it, and summarise.
+
+    With `processes`, that many ALMA processes serve behind nginx (py-spy samples the
+    first); without, Locust speaks to the one server directly.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    server: AbstractContextManager[Server]
-    if target == "alma":
-        server = alma_server(redis_url, env=provider_env(simulator), workers=workers,
-                             log=folder / "server.log")  # fmt: skip
-    else:
-        server = langgraph_dev(redis_url, env=provider_env(simulator), log=folder / "server.log",
-                               jobs=max(scenario.users, 10))  # fmt: skip
-    with server as started:
-        scrape(started, folder / "metrics-before.txt")
+    homes = places(folder, processes)
+    for home in homes:
+        home.mkdir(exist_ok=True)
+    with under_test(target, redis_url, env=provider_env(simulator), folder=folder,
+                    workers=workers, processes=processes,
+                    jobs=max(scenario.users, 10)) as (front, servers):  # fmt: skip
+        for server, home in zip(servers, homes, strict=True):
+            scrape(server, home / "metrics-before.txt")
+        clocks = {"model simulator": lambda: simulator.usage()[0], "redis": redis_cpu(redis_url),
+                  "Locust": finished_children_cpu, "machine": machine_cpu}  # fmt: skip
+        if processes is not None:
+            clocks["nginx"] = lambda: front.usage()[0]
         began = time.monotonic()
         with (
-            sampling(started) as resources,
-            profiling(started, min(profile_seconds, scenario.duration), folder),
+            sampling(servers) as resources,
+            profiling(servers[0], min(profile_seconds, scenario.duration), folder),
+            # Innermost: it must end once Locust has exited and been counted, and before
+            # py-spy, another child, is waited for and counted too.
+            cpu_shares(clocks) as cpu_cores,
         ):
-            code = run_locust(scenario, started.url, folder)
+            code = run_locust(scenario, front.url, folder)
         seconds = time.monotonic() - began
-        scrape(started, folder / "metrics-after.txt")
+        for server, home in zip(servers, homes, strict=True):
+            scrape(server, home / "metrics-after.txt")
     with (folder / "resources.csv").open("w") as f:
         f.write("seconds,cpu_cores,rss_bytes\n")
         f.writelines(f"{t},{c},{r}\n" for t, c, r in resources.samples)
-    summary = summarise(target, scenario, folder, resources, min(seconds, scenario.duration))
+    runs_by_process = [runs_started(home) for home in homes] if target == "alma" else []
+    summary = summarise(target, scenario, folder, resources, min(seconds, scenario.duration),
+                        processes=processes, runs_by_process=runs_by_process,
+                        cpu_cores=cpu_cores)  # fmt: skip
     return summary, code
 
 
@@ -343,16 +487,40 @@ def _ms(value: float | None) -> str:
 
 
 def table(summaries: Sequence[Summary]) -> str:
-    """The summaries side by side, as a Markdown table."""
-    head = ("| target | users | runs/s | TTFT p50 / p95 / p99 ms | full run p99 ms | "
-            "failures | peak RSS MiB | mean CPU cores |")  # fmt: skip
-    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    """The summaries side by side, as a Markdown table; throughput also relative to the first."""
+    head = (
+        "| target | users | runs/s | × first | TTFT p50 / p95 / p99 ms | "
+        "full run p50 / p95 / p99 ms | failures | peak RSS MiB | server CPU cores |"
+    )
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+    first = summaries[0].runs_per_second if summaries else 0.0
     for s in summaries:
+        ratio = f"{s.runs_per_second / first:.2f}" if first else "–"
         lines.append(
-            f"| {s.target} | {s.users} | {s.runs_per_second} | {_ms(s.ttft_p50_ms)} / "
-            f"{_ms(s.ttft_p95_ms)} / {_ms(s.ttft_p99_ms)} | {_ms(s.run_p99_ms)} | {s.failures} "
-            f"| {s.peak_rss_mib} | {s.mean_cpu_cores} |"
+            f"| {s.label} | {s.users} | {s.runs_per_second} | {ratio} | {_ms(s.ttft_p50_ms)} / "
+            f"{_ms(s.ttft_p95_ms)} / {_ms(s.ttft_p99_ms)} | {_ms(s.run_p50_ms)} / "
+            f"{_ms(s.run_p95_ms)} / {_ms(s.run_p99_ms)} | {s.failures} | {s.peak_rss_mib} | "
+            f"{s.mean_cpu_cores} |"
         )
+    return "\n".join(lines)
+
+
+CPU_COLUMNS = ("nginx", "model simulator", "redis", "Locust")
+
+
+def cpu_table(summaries: Sequence[Summary]) -> str:
+    """Where the machine's cores went during each load, and which process started the runs."""
+    head = ("| target | servers | " + " | ".join(CPU_COLUMNS)
+            + " | anything else | whole machine | runs started, by process |")  # fmt: skip
+    lines = [head, "|---" * (len(CPU_COLUMNS) + 5) + "|"]
+    for s in summaries:
+        shares = " | ".join(str(s.cpu_cores.get(name, "–")) for name in CPU_COLUMNS)
+        machine = s.cpu_cores.get("machine")
+        named = s.mean_cpu_cores + sum(s.cpu_cores.get(name, 0.0) for name in CPU_COLUMNS)
+        rest = "–" if machine is None else f"{max(machine - named, 0.0):.2f}"
+        spread = " + ".join(map(str, s.runs_by_process)) or "–"
+        lines.append(f"| {s.label} | {s.mean_cpu_cores} | {shares} | {rest} | "
+                     f"{machine if machine is not None else '–'} | {spread} |")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -365,11 +533,24 @@ def report(folder: Path, scenario: Scenario, summaries: Sequence[Summary], worke
         f"{scenario.description}; {scenario.duration} s; model simulator profile "
         f"`{scenario.profile}`; ALMA workers: {workers}; machine: {machine}.",
         "",
+    ]
+    if any(s.processes is not None for s in summaries):
+        text += [
+            "ALMA processes behind nginx (round robin, no stickiness), sharing one Redis and "
+            "one model simulator; server CPU and peak RSS are summed over the processes.",
+            "",
+        ]
+    text += [
         table(summaries),
+        "",
+        "Mean CPU cores while the load ran (`anything else`: this runner and whatever else "
+        "ran on the machine meanwhile):",
+        "",
+        cpu_table(summaries),
         "",
     ]
     for s in summaries:
-        text += [f"## {s.target}: requests", "",
+        text += [f"## {s.label}: requests", "",
                  "| type | name | count | failures | p50 ms | p95 ms | p99 ms |",
                  "|---|---|---|---|---|---|---|"]  # fmt: skip
         for r in s.requests:
@@ -396,6 +577,16 @@ def report(folder: Path, scenario: Scenario, summaries: Sequence[Summary], worke
     return markdown
 
 
+def _processes(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"not a list of process counts: {text!r}")
+    return counts
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alma loadtest", description=__doc__.split("\n\n")[0] if __doc__ else None
@@ -408,6 +599,11 @@ def _parser() -> argparse.ArgumentParser:
         help="the server under test; `both` runs the same load on each, one after the other",
     )  # fmt: skip
     parser.add_argument("--workers", type=int, default=1, help="ALMA's uvicorn workers")
+    parser.add_argument(
+        "--processes", type=_processes, metavar="N,N,…",
+        help="run the load once per count against that many ALMA processes behind nginx, "
+             "sharing one Redis and the simulator (e.g. 1,2,4: how throughput scales)",
+    )  # fmt: skip
     parser.add_argument("--profile", help="model simulator profile (default: the scenario's)")
     parser.add_argument(
         "--py-spy", type=int, default=0, metavar="SECONDS",
@@ -421,7 +617,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the scenario; 0 when every request succeeded."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.processes and args.target != "alma":
+        parser.error("--processes runs ALMA only; leave out --target")
     scenario = SCENARIOS[args.scenario]
     if args.duration:
         scenario = replace(scenario, duration=args.duration)
@@ -432,6 +631,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     folder = args.out or ROOT / "reports" / f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     folder.mkdir(parents=True, exist_ok=True)
     targets = ["alma", "langgraph-dev"] if args.target == "both" else [args.target]
+    runs: list[tuple[str, int | None]] = [(target, None) for target in targets]
+    if args.processes:
+        runs = [("alma", processes) for processes in args.processes]
     if args.target != "alma":
         # `langgraph dev` has no `run.cancel`, and its `since` replays the event named:
         # a comparison runs only what both offer.
@@ -444,11 +646,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             redis_target(None) as redis,
             model_simulator(scenario.profile, log=folder / "simulator.log") as simulator,
         ):
-            for target in targets:
-                print(f"… {scenario.name} against {target} for {scenario.duration} s",
+            for target, processes in runs:
+                name = label(target, processes)
+                print(f"… {scenario.name} against {name} for {scenario.duration} s",
                       file=sys.stderr, flush=True)  # fmt: skip
-                summary, code = run_target(target, scenario, redis.url, simulator,
-                                           folder / target, args.workers, args.py_spy)  # fmt: skip
+                place = folder / (target if processes is None else f"{target}-{processes}")
+                summary, code = run_target(target, scenario, redis.url, simulator, place,
+                                           args.workers, args.py_spy, processes)  # fmt: skip
                 summaries.append(summary)
                 codes.append(code)
     except StartError as exc:

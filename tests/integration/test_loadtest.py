@@ -8,18 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
+from loadtests.run import runs_started
 from tests.utils.processes import ROOT
 
 pytestmark = pytest.mark.integration
-
-
-def counter(path: Path, name: str) -> float:
-    total = 0.0
-    for family in text_string_to_metric_families(path.read_text()):
-        total += sum(s.value for s in family.samples if s.name == name)
-    return total
 
 
 def test_smoke_load_against_alma_and_langgraph_dev_fails_on_nothing(tmp_path: Path) -> None:
@@ -49,10 +42,7 @@ def test_smoke_load_against_alma_and_langgraph_dev_fails_on_nothing(tmp_path: Pa
     alma = out / "alma"
     for name in ("locust_stats.csv", "locust.html", "resources.csv", "server.log"):
         assert (alma / name).stat().st_size > 0, name
-    started = counter(alma / "metrics-after.txt", "alma_runs_started_total") - counter(
-        alma / "metrics-before.txt", "alma_runs_started_total"
-    )
-    assert started >= by_target["alma"]["runs"]
+    assert runs_started(alma) >= by_target["alma"]["runs"]
     assert (out / "summary.md").read_text().startswith("# Load run: smoke")
 
 
@@ -68,3 +58,30 @@ def test_smoke_load_with_cancels_and_resumes_fails_on_nothing(tmp_path: Path) ->
     # Each smoke user goes through every task in turn, so each kind shows up.
     for kind in ("connect", "time to first token", "full run", "cancel", "resume"):
         assert names[kind]["count"] >= 1 and names[kind]["failures"] == 0, kind
+
+
+def test_smoke_load_through_nginx_reaches_every_process_and_reports_each_count(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "report"
+    result = subprocess.run(
+        [sys.executable, "-m", "server.cli", "loadtest", "smoke", "--processes", "1,2",
+         "--duration", "5", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    summaries = json.loads((out / "summary.json").read_text())["summaries"]
+    assert [s["processes"] for s in summaries] == [1, 2]
+    for figures in summaries:
+        assert figures["failures"] == 0, figures["errors"]
+        assert figures["runs"] >= 1 and figures["runs_per_second"] > 0
+        assert {"nginx", "model simulator", "redis", "Locust", "machine"} <= set(
+            figures["cpu_cores"]
+        )
+    # No stickiness: round robin hands every process its share of new runs.
+    one, two = (s["runs_by_process"] for s in summaries)
+    assert len(one) == 1 and len(two) == 2 and min(two) >= 1, two
+    assert [runs_started(out / "alma-2" / f"process-{n}") for n in (1, 2)] == two
+    assert "| alma ×1 via nginx | 4 |" in result.stdout
+    assert "| alma ×2 via nginx | 4 |" in result.stdout
