@@ -34,6 +34,8 @@ KINDS = (
     ("event log", (":events",)),
     ("response cache", (":{cache}:",)),
     ("ownership", (":owner", ":owner:")),
+    ("thread records", (":thread",)),
+    ("run records", (":runs",)),
     ("limits", (":limits", ":connections:")),
 )
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,6 +160,20 @@ def _split_member(member: bytes | str) -> tuple[str, str]:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _before_id(before: RunnableConfig | Mapping[str, Any] | None) -> str | None:
+    """The checkpoint id a `before` bound names.
+
+    LangGraph passes a config; `langgraph dev` hands a client's checkpoint on as it came,
+    `{"checkpoint_id": ..., "thread_id": ..., "checkpoint_ns": ...}`. Both are read.
+    """
+    if not before:
+        return None
+    configurable = before.get("configurable")
+    bound = configurable if isinstance(configurable, Mapping) else before
+    found = bound.get("checkpoint_id")
+    return str(found) if found else None
 
 
 class BaseRedisSaver(BaseCheckpointSaver[str]):
@@ -329,7 +343,7 @@ class BaseRedisSaver(BaseCheckpointSaver[str]):
         keys = self.thread_keys(thread_id)
         ns_filter = config["configurable"].get("checkpoint_ns")
         only_id = get_checkpoint_id(config)
-        before_id = get_checkpoint_id(before) if before else None
+        before_id = _before_id(before)
         if ns_filter is None:
             [members] = yield self._read_members(thread_id)
         else:

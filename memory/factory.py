@@ -11,7 +11,6 @@ from typing import Any
 from langgraph.cache.base import BaseCache
 from langgraph.cache.memory import InMemoryCache
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
@@ -22,6 +21,7 @@ from redis.exceptions import RedisError
 from memory.aio import AsyncRedisSaver
 from memory.cache import AsyncRedisCache
 from memory.connection import UnsupportedRedisError, async_client
+from memory.process import ProcessMemorySaver
 from memory.settings import MemorySettings
 
 logger = logging.getLogger("alma.memory")
@@ -124,7 +124,7 @@ def _in_process(reason: str, cache_ttl: int = 0) -> Memory:
         reason,
     )
     return Memory(
-        checkpointer=InMemorySaver(),
+        checkpointer=ProcessMemorySaver(),
         cache=InMemoryCache() if cache_ttl else None,
         cache_ttl=cache_ttl or None,
         description=f"process memory ({reason})",

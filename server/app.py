@@ -11,8 +11,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from server.logs import configure_logging
-from server.middleware import BodyLimit, RequestContext
-from server.routes import health, page, stream, threads
+from server.middleware import BodyLimit, PlainTextJson, RequestContext
+from server.routes import assistants, health, page, runs, stream, threads
 from server.services import open_services
 from server.settings import Settings
 from server.version import VERSION
@@ -48,21 +48,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=VERSION,
         lifespan=lifespan,
     )
+    app.add_middleware(PlainTextJson)
     if settings.cors_origins:
+        # What LangGraph Studio and `useStream` need from a browser page: any method and
+        # requested header, the run's `Content-Location`, the pagination headers, and
+        # (when configured) Private Network Access for an https page calling localhost.
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["authorization", "x-api-key", "content-type", "last-event-id"],
+            allow_methods=["*"],
+            allow_headers=["*"],
+            allow_private_network=settings.cors_allow_private_network,
             expose_headers=["retry-after", "ratelimit-limit", "ratelimit-remaining",
-                            "ratelimit-reset"],
+                            "ratelimit-reset", "content-location", "location",
+                            "x-pagination-total", "x-pagination-next"],
         )  # fmt: skip
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     # Added last, so it wraps everything: even a refused request gets an id and a line.
     app.add_middleware(RequestContext)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.include_router(health.router)
+    app.include_router(assistants.router)
     app.include_router(threads.router)
+    app.include_router(runs.router)
     app.include_router(stream.router)
     app.include_router(page.router)
     app.mount("/static", page.static_files(), name="static")

@@ -15,7 +15,8 @@ from pydantic import BaseModel
 Terminal = Literal["completed", "failed", "interrupted"]
 
 
-def _default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """JSON for what orjson cannot write itself: messages, models, dataclasses, sets."""
     if isinstance(value, BaseMessage):
         return value.model_dump()
     if isinstance(value, BaseModel):
@@ -31,7 +32,7 @@ def _default(value: Any) -> Any:
 
 def dumps(value: Any) -> bytes:
     """JSON for the wire: messages as LangChain's dicts, anything else as best it can."""
-    return orjson.dumps(value, default=_default, option=orjson.OPT_NON_STR_KEYS)
+    return orjson.dumps(value, default=json_default, option=orjson.OPT_NON_STR_KEYS)
 
 
 def to_wire(value: Any) -> Any:

@@ -1,4 +1,4 @@
-"""ASGI middleware: request ids, access logs and HTTP metrics; the body size limit."""
+"""ASGI middleware: request ids, logs and metrics; the body size limit; plain-text JSON."""
 
 from __future__ import annotations
 
@@ -140,3 +140,31 @@ class BodyLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+class PlainTextJson:
+    """Read `text/plain` request bodies as JSON.
+
+    LangGraph Studio sends its JSON bodies as `text/plain;charset=UTF-8`, which spares
+    the browser a CORS preflight; LangGraph's server reads any body as JSON. FastAPI
+    reads a body as JSON only when it says so, so such requests are relabelled.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        """Wrap `app`."""
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on, a plain-text body labelled as JSON."""
+        if scope["type"] == "http":
+            headers = scope.get("headers") or []
+            if any(name == b"content-type" and _is_plain_text(value) for name, value in headers):
+                scope = {**scope, "headers": [
+                    (name, b"application/json" if name == b"content-type" else value)
+                    for name, value in headers
+                ]}  # fmt: skip
+        await self.app(scope, receive, send)
+
+
+def _is_plain_text(content_type: bytes) -> bool:
+    return content_type.split(b";", 1)[0].strip().lower() == b"text/plain"

@@ -44,7 +44,7 @@ class ThreadEntry:
 
 _REMEMBER = """
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[3])
+if ARGV[3] ~= '' then redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[3]) end
 local extra = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[5])
 if extra > 0 then
   local old = redis.call('ZRANGE', KEYS[1], 0, extra - 1)
@@ -63,7 +63,7 @@ class ThreadOwners(Protocol):
     """Thread ownership."""
 
     async def remember(self, owner: str, thread_id: str, title: str) -> None:
-        """Put the thread first in its owner's index (its title is set once)."""
+        """Put the thread first in its owner's index (its title is set once, when not empty)."""
 
     async def threads_of(self, owner: str, limit: int) -> list[ThreadEntry]:
         """The owner's threads, newest first."""
@@ -100,7 +100,7 @@ class RedisThreadOwners:
         )
 
     async def remember(self, owner: str, thread_id: str, title: str) -> None:
-        """Put the thread first in its owner's index (its title is set once)."""
+        """Put the thread first in its owner's index (its title is set once, when not empty)."""
         args = [thread_id, time.time(), title, self.ttl, MAX_INDEXED]
         await self._remember(keys=list(self._index(owner)), args=args)
 
@@ -155,10 +155,11 @@ class MemoryThreadOwners:
         self._index: dict[str, dict[str, ThreadEntry]] = {}
 
     async def remember(self, owner: str, thread_id: str, title: str) -> None:
-        """Put the thread first in its owner's index (its title is set once)."""
+        """Put the thread first in its owner's index (its title is set once, when not empty)."""
         index = self._index.setdefault(owner, {})
         known = index.pop(thread_id, None)
-        index[thread_id] = ThreadEntry(thread_id, known.title if known else title, time.time())
+        kept = known.title if known is not None and known.title else title
+        index[thread_id] = ThreadEntry(thread_id, kept, time.time())
         while len(index) > MAX_INDEXED:
             del index[next(iter(index))]
 

@@ -26,7 +26,7 @@ ErrorCode = Literal[
 
 CHANNELS = frozenset(
     {"values", "updates", "messages", "tools", "lifecycle", "input", "checkpoints", "tasks",
-     "custom"}
+     "custom", "api"}
 )  # fmt: skip
 """Channels a subscription may name, besides `custom:<name>`."""
 
@@ -88,8 +88,9 @@ class RunStartParams(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     context: dict[str, Any] = Field(default_factory=dict)
     """Run context (router, route, refine, max_plan_steps); `config.configurable` works too."""
-    multitask_strategy: Literal["reject", "enqueue", "interrupt"] = "reject"
-    """What to do when the thread is busy with another run."""
+    multitask_strategy: Literal["reject", "enqueue", "interrupt", "rollback"] = "reject"
+    """What to do when the thread is busy with another run (`rollback` also deletes
+    what the interrupted run wrote)."""
     on_disconnect: Literal["continue", "cancel"] = "continue"
     """Whether the run is cancelled when the connection that started it goes away."""
 

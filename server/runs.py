@@ -15,17 +15,20 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.stream.transformers import CustomTransformer, UpdatesTransformer
+from langgraph.types import Command
 from redis.exceptions import RedisError
 
 from graphs.manager import ANSWER_NODES, ROUTE_NODES
 from nodes.run_context import RunContext
 from server import metrics
+from server.api_stream import api_events, api_wire
+from server.assistants import GRAPH_ID, MANAGER_ASSISTANT_ID, resolve_assistant
 from server.broker import Broker
 from server.coordination import ActiveRun, Control, RunLeases
 from server.event_log import EventLog
@@ -33,10 +36,10 @@ from server.events import from_graph, is_terminal, lifecycle, numbered
 from server.logs import bound
 from server.observer import Observability, RunObserver
 from server.protocol import ProtocolError, RunStartParams
+from server.run_records import MemoryRunRecords, RunRecord, RunRecords, RunStatus
 
 logger = logging.getLogger("alma.server")
 
-ASSISTANT_ID = "manager"
 _CLOSING = "closing-"
 """Lease holders with this prefix are ending a dead process's run, for milliseconds."""
 _CONTEXT_FIELDS = frozenset(f.name for f in dataclasses.fields(RunContext))
@@ -102,10 +105,12 @@ class Emitter:
         if self.storage_error is None:
             try:
                 await self.log.append(self.thread_id, batch)
-            except (RedisError, OSError) as exc:
-                # Subscribers here still hear how the run ends; resume is what is lost.
+            except Exception as exc:
+                # Whatever broke the write (a Redis error, or a client library failing
+                # under a fail-over), subscribers here still hear how the run ends;
+                # resume is what is lost. The writer must not die: they would wait forever.
                 self.storage_error = exc
-                logger.error("event log of thread %s failed: %s", self.thread_id, exc)
+                logger.error("event log of thread %s failed: %r", self.thread_id, exc)
         self.broker.publish(self.thread_id, batch)
 
     async def close(self) -> None:
@@ -135,6 +140,99 @@ class Run:
     first_token_at: float | None = None
     last_token_at: float | None = None
     route: str | None = None
+    api: ApiRun | None = None
+    """How a run started through LangGraph's API streams (None: the protocol's events)."""
+    rollback: bool = False
+    """Cancelled with `rollback`: its checkpoints and record go when it stops."""
+
+
+@dataclass(frozen=True)
+class ApiRun:
+    """The LangGraph API's options of a run: what it streams and where it starts."""
+
+    modes: tuple[str, ...] = ("values",)
+    subgraphs: bool = False
+    command: dict[str, Any] | None = None
+    checkpoint: dict[str, Any] | None = None
+    """Fork from this checkpoint (`checkpoint_id`, `checkpoint_ns`) instead of the latest."""
+    interrupt_before: list[str] | Literal["*"] | None = None
+    interrupt_after: list[str] | Literal["*"] | None = None
+    temporary: bool = False
+    """A stateless run: its thread is deleted when it ends."""
+
+
+def api_event(name: str, data: Any) -> dict[str, Any]:
+    """An API stream event for the thread's log (channel `api`, at the root namespace)."""
+    return {
+        "type": "event",
+        "method": "api",
+        "params": {"namespace": [], "timestamp": int(time.time() * 1000), "event": name,
+                   "data": api_wire(data)},
+    }  # fmt: skip
+
+
+_STATUS = {"completed": "success", "interrupted": "interrupted"}
+
+
+def _status_of(terminal: dict[str, Any]) -> RunStatus:
+    data = terminal["params"]["data"]
+    if data["event"] in _STATUS:
+        return _STATUS[data["event"]]  # type: ignore[return-value]
+    return "interrupted" if data.get("code") == "cancelled" else "error"
+
+
+def _mirrored(run: Run, params: RunStartParams) -> dict[str, Any]:
+    """The run's configurable: its ids and, for API runs, its context, as LangGraph has it.
+
+    LangGraph's server mirrors a run's context into `configurable`, where checkpoints
+    and debug events show it; ALMA's protocol runs keep just the thread.
+    """
+    if run.api is None:
+        return {"thread_id": run.thread_id}
+    return {**params.context, "run_id": run.run_id, "thread_id": run.thread_id,
+            "graph_id": GRAPH_ID, "assistant_id": MANAGER_ASSISTANT_ID}  # fmt: skip
+
+
+def _recorded(kwargs: dict[str, Any], run: Run, params: RunStartParams) -> dict[str, Any]:
+    """What a run was started with, as LangGraph's Run object lists it."""
+    if not kwargs:
+        return {}
+    config = dict(params.config)
+    config["configurable"] = {**(config.get("configurable") or {}), **_mirrored(run, params)}
+    config["metadata"] = {"created_by": "system", **params.metadata, "graph_id": GRAPH_ID,
+                          "assistant_id": MANAGER_ASSISTANT_ID}  # fmt: skip
+    return {**kwargs, "config": config}
+
+
+def _fork_point(api: ApiRun | None) -> dict[str, Any]:
+    if api is None or not api.checkpoint or not api.checkpoint.get("checkpoint_id"):
+        return {}
+    return {"checkpoint_id": api.checkpoint["checkpoint_id"],
+            "checkpoint_ns": api.checkpoint.get("checkpoint_ns") or ""}  # fmt: skip
+
+
+def _remember_api_answer(run: Run, event: dict[str, Any]) -> None:
+    """Track the answer's text from `messages-tuple` tokens, to keep it if cancelled."""
+    params = event["params"]
+    if not params["event"].startswith("messages|") and params["event"] != "messages":
+        return
+    chunk, metadata = params["data"]
+    if metadata.get("langgraph_node") not in ANSWER_NODES or chunk.get("type") != "AIMessageChunk":
+        return
+    message_id = str(chunk.get("id"))
+    if message_id not in run.answer:
+        run.answer = {message_id: ""}
+        run.answer_route = str(metadata.get("langgraph_checkpoint_ns", "")).split(":", 1)[0] or None
+    text = chunk.get("content")
+    if isinstance(text, str):
+        run.answer[message_id] += text
+
+
+def _busy(thread_id: str, run_id: str) -> str:
+    return (
+        f"thread {thread_id} is busy with run {run_id}; wait for it, cancel it, or start "
+        "with multitask_strategy 'enqueue', 'interrupt' or 'rollback'"
+    )
 
 
 def _note_progress(run: Run, event: dict[str, Any]) -> None:
@@ -172,6 +270,9 @@ class RunManager:
         wait_seconds: float,
         spend_tokens: Callable[[str, int], Awaitable[None]] | None = None,
         observability: Observability | None = None,
+        records: RunRecords | None = None,
+        on_start: Callable[[str], Awaitable[object]] | None = None,
+        on_temporary_end: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.graph = graph
         self.log = log
@@ -183,6 +284,11 @@ class RunManager:
         self.wait_seconds = wait_seconds
         self.spend_tokens = spend_tokens
         self.observability = observability or Observability()
+        self.records: RunRecords = records or MemoryRunRecords()
+        self._on_start = on_start
+        """Told of every run's thread as it starts (threads' `updated_at`)."""
+        self._on_temporary_end = on_temporary_end
+        """Deletes a stateless run's thread when the run has ended."""
         self.runs: dict[str, Run] = {}
         self.draining = False
         # Run ids whose thread lease this process holds or is taking. A lease naming this
@@ -210,8 +316,14 @@ class RunManager:
         *,
         limit_key: str | None = None,
         owner: str | None = None,
+        api: ApiRun | None = None,
+        record_kwargs: dict[str, Any] | None = None,
     ) -> Run:
         """Start a run on a thread, honouring its multitask strategy.
+
+        A protocol run (`api` None) waits here for a busy thread. An API run returns at
+        once, `pending`, and waits in the background (`enqueue`, `interrupt`,
+        `rollback`), as LangGraph's API does; `reject` is refused here either way.
 
         Raises:
             ProtocolError: for a bad request, a busy thread under `reject`, or a server
@@ -221,14 +333,58 @@ class RunManager:
             raise ProtocolError(
                 "not_supported", "the server is shutting down; start the run on another one"
             )
-        if params.assistant_id != ASSISTANT_ID:
+        if resolve_assistant(params.assistant_id) is None:
             raise ProtocolError(
                 "invalid_argument",
                 f"unknown assistant_id {params.assistant_id!r}; this server runs 'manager'",
             )
         context = self._context(params)
-        run = Run(run_id=str(uuid.uuid4()), thread_id=thread_id, limit_key=limit_key, owner=owner)
-        await self._take_thread(thread_id, run.run_id, params.multitask_strategy)
+        run = Run(
+            run_id=str(uuid.uuid4()), thread_id=thread_id, limit_key=limit_key, owner=owner,
+            api=api,
+        )  # fmt: skip
+        record = RunRecord(
+            run_id=run.run_id, thread_id=thread_id, assistant_id=MANAGER_ASSISTANT_ID,
+            metadata={"created_by": "system", **params.metadata, "graph_id": GRAPH_ID,
+                      "assistant_id": MANAGER_ASSISTANT_ID},
+            kwargs=_recorded(record_kwargs or {}, run, params),
+            multitask_strategy=params.multitask_strategy,
+        )  # fmt: skip
+        await self.records.put(record)
+        strategy = params.multitask_strategy
+        if api is None:
+            await self._take_thread(thread_id, run.run_id, strategy)
+        elif not await self._try_take_thread(thread_id, run.run_id, strategy):
+            self.runs[run.run_id] = run
+            run.task = asyncio.create_task(self._queued(run, record, params, context))
+            return run
+        return await self._begin(run, record, params, context)
+
+    async def _queued(
+        self, run: Run, record: RunRecord, params: RunStartParams, context: RunContext
+    ) -> None:
+        # An API run waiting for its thread; cancelling it here ends it before it began.
+        try:
+            await self._take_thread(run.thread_id, run.run_id, params.multitask_strategy)
+        except asyncio.CancelledError:
+            self.runs.pop(run.run_id, None)
+            if run.rollback:
+                await self.records.delete(run.thread_id, run.run_id)
+            else:
+                record.status = "interrupted"
+                await self.records.put(record)
+            raise
+        except ProtocolError as exc:
+            self.runs.pop(run.run_id, None)
+            record.status, record.error = "error", {"error": exc.code, "message": str(exc)}
+            await self.records.put(record)
+            return
+        await self._begin(run, record, params, context)
+
+    async def _begin(
+        self, run: Run, record: RunRecord, params: RunStartParams, context: RunContext
+    ) -> Run:
+        thread_id = run.thread_id
         try:
             first_seq = await self._end_unfinished(thread_id) + 1
             active = ActiveRun(run_id=run.run_id, owner=self.owner, first_seq=first_seq)
@@ -238,8 +394,13 @@ class RunManager:
             await self.leases.release(thread_id, run.run_id)
             raise
         self.runs[run.run_id] = run
-        with bound(run_id=run.run_id, thread_id=thread_id, owner=owner):
-            run.task = asyncio.create_task(self._execute(run, active, params, context))
+        record.status, record.first_seq = "running", first_seq
+        with contextlib.suppress(RedisError, OSError):
+            await self.records.put(record)
+            if self._on_start is not None:
+                await self._on_start(thread_id)
+        with bound(run_id=run.run_id, thread_id=thread_id, owner=run.owner):
+            run.task = asyncio.create_task(self._execute(run, active, params, context, record))
         with contextlib.suppress(Exception):
             await self.control.publish(
                 {"kind": "started", "thread_id": thread_id, "first_seq": first_seq,
@@ -260,6 +421,20 @@ class RunManager:
             return RunContext(**chosen)
         except (TypeError, ValueError) as exc:
             raise ProtocolError("invalid_argument", f"invalid run context: {exc}") from exc
+
+    async def _try_take_thread(self, thread_id: str, run_id: str, strategy: str) -> bool:
+        """Take a free thread now; refuse a busy one under `reject`; else `False`."""
+        placeholder = ActiveRun(run_id=run_id, owner=self.owner, first_seq=0)
+        self._held.add(run_id)
+        holder = await self.leases.acquire(thread_id, placeholder)
+        if holder is None:
+            return True
+        self._held.discard(run_id)
+        if strategy == "reject" and not (
+            holder.run_id.startswith(_CLOSING) or await self._ending(thread_id, holder)
+        ):
+            raise ProtocolError("invalid_argument", _busy(thread_id, holder.run_id))
+        return False
 
     async def _take_thread(self, thread_id: str, run_id: str, strategy: str) -> None:
         placeholder = ActiveRun(run_id=run_id, owner=self.owner, first_seq=0)
@@ -286,13 +461,10 @@ class RunManager:
                 await asyncio.sleep(0.05)
                 continue
             if strategy == "reject":
-                raise ProtocolError(
-                    "invalid_argument",
-                    f"thread {thread_id} is busy with run {holder.run_id}; wait for it, "
-                    "cancel it, or start with multitask_strategy 'enqueue' or 'interrupt'",
-                )
-            if strategy == "interrupt" and not interrupted:
-                await self.cancel(thread_id, holder.run_id)
+                raise ProtocolError("invalid_argument", _busy(thread_id, holder.run_id))
+            if strategy in ("interrupt", "rollback") and not interrupted:
+                with contextlib.suppress(ProtocolError):  # it ended meanwhile
+                    await self.cancel(thread_id, holder.run_id, action=strategy)
                 interrupted = True
             if asyncio.get_running_loop().time() > deadline:
                 raise ProtocolError(
@@ -306,7 +478,12 @@ class RunManager:
     # -- execute -------------------------------------------------------------------------
 
     async def _execute(
-        self, run: Run, active: ActiveRun, params: RunStartParams, context: RunContext
+        self,
+        run: Run,
+        active: ActiveRun,
+        params: RunStartParams,
+        context: RunContext,
+        record: RunRecord,
     ) -> None:
         emitter = Emitter(
             thread_id=run.thread_id, first_seq=active.first_seq, log=self.log, broker=self.broker
@@ -315,11 +492,12 @@ class RunManager:
         observe = self.observability
         observer = RunObserver(observe.prices, observe.model, on_task=emitter.emit_soon)
         ids = {"thread_id": run.thread_id, "run_id": run.run_id, "owner": run.owner or "",
-               "alma_version": observe.version}  # fmt: skip
+               "alma_version": observe.version, "graph_id": GRAPH_ID,
+               "assistant_id": MANAGER_ASSISTANT_ID, "created_by": "system"}  # fmt: skip
         tags = ["alma", f"alma:{observe.version}"]
         tracer = observe.tracing.tracer(tags=tags, metadata=ids)
         config: RunnableConfig = {
-            "configurable": {"thread_id": run.thread_id},
+            "configurable": {**_mirrored(run, params), **_fork_point(run.api)},
             "metadata": {**params.metadata, **ids},
             "tags": tags,
             "run_id": uuid.UUID(run.run_id),
@@ -330,20 +508,12 @@ class RunManager:
         terminal: dict[str, Any]
         try:
             await emitter.emit(lifecycle("started", run_id=run.run_id))
-            stream = await self.graph.astream_events(
-                params.input,
-                config,
-                version="v3",
-                context=context,
-                transformers=[CustomTransformer, UpdatesTransformer],
-            )
-            async for event in stream:
-                wire = from_graph(event)
-                self._remember_answer(run, wire)
-                _note_progress(run, wire)
-                await emitter.emit(wire)
+            if run.api is None:
+                await self._stream_protocol(run, params, config, context, emitter)
+            else:
+                await self._stream_api(run, run.api, params, config, context, emitter)
             run.winding_down = True
-            state = await self.graph.aget_state(config)
+            state = await self.graph.aget_state({"configurable": {"thread_id": run.thread_id}})
             await self._charge(run, state.values.get("usage"))
             decision = state.values.get("decision")
             run.route = (decision or {}).get("route") or run.route
@@ -356,12 +526,13 @@ class RunManager:
                 terminal = lifecycle("completed", run_id=run.run_id)
         except asyncio.CancelledError:
             run.winding_down = True
-            await self._keep_partial_answer(run, config)
+            if not run.rollback:
+                await self._keep_partial_answer(run, config)
             terminal = lifecycle(
                 "failed", run_id=run.run_id, error="the run was cancelled", code="cancelled"
             )
         except (RedisError, OSError) as exc:
-            logger.exception("run %s lost its storage: %s", run.run_id, exc)
+            logger.error("run %s lost its storage: %s", run.run_id, exc)
             terminal = lifecycle(
                 "failed",
                 run_id=run.run_id,
@@ -383,11 +554,72 @@ class RunManager:
             await emitter.close()
             if emitter.storage_error is not None:
                 self._unlogged_ends[run.thread_id] = terminal
+            await self._record_end(run, record, terminal)
         finally:
             self.runs.pop(run.run_id, None)
             with contextlib.suppress(RedisError, OSError):
                 await self.leases.release(run.thread_id, run.run_id)
             self._held.discard(run.run_id)
+        if run.api is not None and run.api.temporary and self._on_temporary_end is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._on_temporary_end(run.thread_id)
+
+    async def _stream_protocol(
+        self,
+        run: Run,
+        params: RunStartParams,
+        config: RunnableConfig,
+        context: RunContext,
+        emitter: Emitter,
+    ) -> None:
+        stream = await self.graph.astream_events(
+            params.input,
+            config,
+            version="v3",
+            context=context,
+            transformers=[CustomTransformer, UpdatesTransformer],
+        )
+        async for event in stream:
+            wire = from_graph(event)
+            self._remember_answer(run, wire)
+            _note_progress(run, wire)
+            await emitter.emit(wire)
+
+    async def _stream_api(
+        self,
+        run: Run,
+        api: ApiRun,
+        params: RunStartParams,
+        config: RunnableConfig,
+        context: RunContext,
+        emitter: Emitter,
+    ) -> None:
+        await emitter.emit(api_event("metadata", {"run_id": run.run_id, "attempt": 1}))
+        graph_input = Command(**api.command) if api.command else params.input
+        async for name, data in api_events(
+            self.graph, graph_input, config, modes=api.modes, subgraphs=api.subgraphs,
+            context=context, interrupt_before=api.interrupt_before,
+            interrupt_after=api.interrupt_after,
+        ):  # fmt: skip
+            if name.startswith("messages") and run.first_token_at is None:
+                run.first_token_at = time.perf_counter()
+            event = api_event(name, data)
+            _remember_api_answer(run, event)
+            await emitter.emit(event)
+
+    async def _record_end(self, run: Run, record: RunRecord, terminal: dict[str, Any]) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            if run.rollback:
+                # Rolled back: as if it never ran — its checkpoints and record go.
+                await self.graph.checkpointer.adelete_for_runs([run.run_id])  # type: ignore[union-attr]
+                await self.records.delete(run.thread_id, run.run_id)
+                return
+            record.status = _status_of(terminal)
+            data = terminal["params"]["data"]
+            if record.status == "error":
+                record.error = {"error": data.get("code") or "internal",
+                                "message": data.get("error") or ""}  # fmt: skip
+            await self.records.put(record)
 
     async def _account(
         self, run: Run, terminal: dict[str, Any], observer: RunObserver
@@ -524,8 +756,11 @@ class RunManager:
     async def _keep_lease(self, thread_id: str, active: ActiveRun) -> None:
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
-            with contextlib.suppress(RedisError, OSError):
+            try:
                 await self.leases.renew(thread_id, active)
+            except Exception as exc:
+                # A renewal that fails now may succeed next time; the renewer lives on.
+                logger.warning("could not renew the lease of thread %s: %r", thread_id, exc)
 
     @staticmethod
     def _remember_answer(run: Run, event: dict[str, Any]) -> None:
@@ -566,22 +801,27 @@ class RunManager:
 
     # -- cancel and shutdown ---------------------------------------------------------------
 
-    async def cancel(self, thread_id: str, run_id: str) -> None:
+    async def cancel(self, thread_id: str, run_id: str, *, action: str = "interrupt") -> None:
         """Cancel a run of `thread_id`, here or on whichever process executes it.
+
+        `rollback` also deletes what the run wrote (its checkpoints and record).
 
         Raises:
             ProtocolError: `no_such_run` when the thread has no such active run.
         """
         local = self.runs.get(run_id)
         if local is not None and local.thread_id == thread_id:
-            self._cancel_local(local)
+            self._cancel_local(local, rollback=action == "rollback")
             return
         holder = await self.leases.holder(thread_id)
         if holder is None or holder.run_id != run_id:
-            raise ProtocolError("no_such_run", f"thread {thread_id} has no active run {run_id}")
-        await self.control.publish({"kind": "cancel", "run_id": run_id})
+            record = await self.records.get(thread_id, run_id)
+            if record is None or record.status != "pending":
+                raise ProtocolError("no_such_run", f"thread {thread_id} has no active run {run_id}")
+        await self.control.publish({"kind": "cancel", "run_id": run_id, "action": action})
 
-    def _cancel_local(self, run: Run) -> None:
+    def _cancel_local(self, run: Run, *, rollback: bool = False) -> None:
+        run.rollback = run.rollback or rollback
         if run.task is not None and not run.cancelled:
             run.cancelled = True
             run.stopper = asyncio.create_task(self._cancel_until_stopped(run, run.task))
@@ -600,7 +840,7 @@ class RunManager:
         if message.get("kind") == "cancel":
             run = self.runs.get(str(message.get("run_id")))
             if run is not None:
-                self._cancel_local(run)
+                self._cancel_local(run, rollback=message.get("action") == "rollback")
         elif message.get("kind") == "started" and message.get("owner") != self.owner:
             self.broker.follow_remote_run(str(message["thread_id"]), int(message["first_seq"]) - 1)
 

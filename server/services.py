@@ -20,6 +20,7 @@ from graphs.manager import build_manager_graph
 from memory.factory import Memory, open_memory
 from nodes.models import ModelProvider
 from nodes.run_context import RunContext
+from server.assistants import GRAPH_ID, MANAGER_ASSISTANT_ID
 from server.auth import KeyRing
 from server.broker import Broker
 from server.coordination import (
@@ -36,8 +37,10 @@ from server.metrics import ComponentState, ResourceSampler, process_ended
 from server.observer import Observability
 from server.owners import MemoryThreadOwners, RedisThreadOwners, ThreadOwners
 from server.pricing import PriceTable
+from server.run_records import MemoryRunRecords, RedisRunRecords, RunRecords
 from server.runs import RunManager
 from server.settings import Settings
+from server.thread_records import MemoryThreadRecords, RedisThreadRecords, Threads
 from server.timed_checkpointer import time_checkpointer
 from server.tracing import Tracing
 
@@ -57,14 +60,28 @@ class Services:
     leases: RunLeases
     control: Control
     runs: RunManager
+    run_records: RunRecords
     keys: KeyRing
     owners: ThreadOwners
+    threads: Threads
     limits: RateLimits
     instance: str
     observability: Observability
     sampler: ResourceSampler
     started: float = field(default_factory=time.time)
     connections: set[Any] = field(default_factory=set)
+
+
+RUN_METADATA = {"graph_id": GRAPH_ID, "assistant_id": MANAGER_ASSISTANT_ID}
+"""What a thread's metadata gains from its runs, as on LangGraph's server."""
+
+
+async def forget_thread(services: Services, thread_id: str) -> None:
+    """Delete everything of a thread: checkpoints, runs, record, owner (its event log expires)."""
+    await services.memory.checkpointer.adelete_thread(thread_id)
+    await services.run_records.delete_thread(thread_id)
+    await services.threads.delete(thread_id)
+    await services.owners.forget(thread_id)
 
 
 @asynccontextmanager
@@ -107,11 +124,22 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             )
             control = RedisControl(memory.redis, prefix=memory.prefix)
             owners = RedisThreadOwners(memory.redis, prefix=memory.prefix, ttl=settings.ttl_seconds)
+            threads = Threads(
+                records=RedisThreadRecords(
+                    memory.redis, prefix=memory.prefix, ttl=settings.ttl_seconds
+                ),
+                owners=owners,
+            )
+            run_records: RunRecords = RedisRunRecords(
+                memory.redis, prefix=memory.prefix, ttl=settings.ttl_seconds
+            )
         else:
             log = MemoryEventLog(maxlen=settings.event_log_maxlen)
             leases = MemoryRunLeases()
             control = MemoryControl()
             owners = MemoryThreadOwners()
+            threads = Threads(records=MemoryThreadRecords(), owners=owners)
+            run_records = MemoryRunRecords()
         instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         runs: RunManager
         broker = Broker(
@@ -147,6 +175,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             wait_seconds=settings.multitask_wait_seconds,
             spend_tokens=limits.spend_tokens,
             observability=observability,
+            records=run_records,
+            on_temporary_end=lambda thread_id: forget_thread(services, thread_id),
+            on_start=lambda thread_id: services.threads.touch(thread_id, RUN_METADATA),
         )
         keys = KeyRing(settings.key_owners())
         if not keys.required:
@@ -172,8 +203,10 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             leases=leases,
             control=control,
             runs=runs,
+            run_records=run_records,
             keys=keys,
             owners=owners,
+            threads=threads,
             limits=limits,
             instance=instance,
             observability=observability,

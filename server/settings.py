@@ -56,7 +56,14 @@ class Settings(ModelSettings, MemorySettings):
     cors_origins: CommaList = Field(
         default_factory=list,
         description="Origins (scheme://host:port) other than the service's own that "
-        "browsers may call it from, over HTTP and WebSocket.",
+        "browsers may call it from, over HTTP and WebSocket (`https://smith.langchain.com` "
+        "for LangGraph Studio).",
+    )
+    cors_allow_private_network: bool = Field(
+        default=False,
+        description="Answer browsers' Private Network Access preflights from the origins in "
+        "ALMA_CORS_ORIGINS, so a page served over https (LangGraph Studio at "
+        "https://smith.langchain.com) may call ALMA on localhost or a private address.",
     )
 
     host: str = Field(default="127.0.0.1", description="Address `alma serve` listens on.")

@@ -8,7 +8,8 @@ from typing import Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from langgraph.version import __version__ as LANGGRAPH_VERSION
+from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
 from server import metrics
@@ -101,10 +102,40 @@ class Limits(BaseModel):
     connections: int
 
 
+class ServerFlags(BaseModel):
+    """What LangGraph's server API features this server has (LangGraph's `/info` flags)."""
+
+    assistants: bool = True
+    crons: bool = False
+    langsmith: bool
+    """Runs are traced to LangSmith."""
+    langsmith_tracing_replicas: bool = False
+    langsmith_tracing_session_on_runs: bool = False
+
+
+class ServerHost(BaseModel):
+    """Where the server runs (LangGraph's `/info` host; ALMA is always self-hosted)."""
+
+    kind: str = "self-hosted"
+    project_id: str | None = None
+    host_revision_id: str | None = None
+    revision_id: str | None = None
+    tenant_id: str | None = None
+
+
 class ServiceInfo(BaseModel):
-    """What a client needs to know before it talks to the service."""
+    """What a client needs to know before it talks to the service.
+
+    A superset of LangGraph's server `/info`, so that LangGraph Studio and
+    `langgraph-sdk` read it too.
+    """
 
     version: str
+    """ALMA's version."""
+    langgraph_py_version: str
+    """The version of LangGraph that runs the graph."""
+    flags: ServerFlags
+    host: ServerHost = Field(default_factory=ServerHost)
     auth_required: bool
     """Clients must send an API key (header, or WebSocket subprotocol `alma-key.<key>`)."""
     simulated_model: bool
@@ -120,6 +151,8 @@ async def read_info(services: ServicesDep) -> ServiceInfo:
     settings = services.settings
     return ServiceInfo(
         version=VERSION,
+        langgraph_py_version=LANGGRAPH_VERSION,
+        flags=ServerFlags(langsmith=services.observability.tracing.enabled),
         auth_required=services.keys.required,
         simulated_model=services.provider.is_simulated,
         model=services.provider.description,
@@ -131,6 +164,20 @@ async def read_info(services: ServicesDep) -> ServiceInfo:
         ),
         max_message_chars=settings.max_message_chars,
     )
+
+
+class Ok(BaseModel):
+    """LangGraph's server liveness answer."""
+
+    ok: Literal[True] = True
+    services: dict[str, str] = Field(default_factory=dict)
+    """Checks of dependencies by name (none: `/ready` reports those)."""
+
+
+@router.get("/ok")
+async def read_ok() -> Ok:
+    """Liveness, as LangGraph's server answers it."""
+    return Ok()
 
 
 @router.get("/stats")

@@ -37,6 +37,7 @@ from server.logs import bind
 from server.metrics import MESSAGES_SENT, SLOW_CONSUMERS, SSE_OPEN, WEBSOCKETS_OPEN
 from server.protocol import Command, CommandAnswer, ProtocolError, SubscribeParams, failure
 from server.services import Services
+from server.sse import HEADERS, with_heartbeats
 
 router = APIRouter(prefix="/threads", tags=["stream"])
 
@@ -110,25 +111,21 @@ async def stream_events(
 
     sent = MESSAGES_SENT.labels("sse")
 
+    async def frames() -> AsyncIterator[bytes]:
+        async for event in subscription.events():
+            sent.inc()
+            yield (
+                f"id: {event['seq']}\nevent: {event['method']}\n".encode()
+                + b"data: "
+                + dumps(event)
+                + b"\n\n"
+            )
+
     async def body() -> AsyncIterator[bytes]:
-        events = subscription.events()
         SSE_OPEN.inc()
         try:
-            while True:
-                try:
-                    event = await asyncio.wait_for(anext(events), timeout=heartbeat)
-                except TimeoutError:
-                    yield b": heartbeat\n\n"
-                    continue
-                except StopAsyncIteration:
-                    return
-                sent.inc()
-                yield (
-                    f"id: {event['seq']}\nevent: {event['method']}\n".encode()
-                    + b"data: "
-                    + dumps(event)
-                    + b"\n\n"
-                )
+            async for chunk in with_heartbeats(frames(), heartbeat, beat=b": heartbeat\n\n"):
+                yield chunk
         except SlowConsumerError as exc:
             SLOW_CONSUMERS.inc()
             notice = failure(None, "unknown_error", str(exc)) | {"since": exc.last_seq}
@@ -141,7 +138,7 @@ async def stream_events(
     return StreamingResponse(
         body(),
         media_type="text/event-stream",
-        headers={"cache-control": "no-store", "x-accel-buffering": "no", **verdict.headers()},
+        headers={**HEADERS, **verdict.headers()},
     )
 
 

@@ -1,15 +1,12 @@
 """LangGraph Studio's local server (`langgraph dev`) loads langgraph.json and runs the manager."""
 
-import shutil
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from langgraph_sdk import get_client
 
 from memory.aio import AsyncRedisSaver
-from tests.utils.processes import free_port, running
+from tests.utils.langgraph_dev import langgraph_dev
 from tests.utils.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
@@ -17,20 +14,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def studio_url(redis: RedisServer) -> Iterator[str]:
-    port = free_port()
-    cli = shutil.which("langgraph") or str(Path(sys.executable).with_name("langgraph"))
-    env = {
-        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
-        "LANGGRAPH_NO_VERSION_CHECK": "true",
-        "ALMA_SIMULATED_TTFT": "0",
-        "ALMA_SIMULATED_TOKENS_PER_SECOND": "0",
-        "ALMA_REDIS_URL": redis.url,
-        "ALMA_REDIS_PREFIX": "studio-test",
-        "ALMA_REDIS_REQUIRED": "true",
-    }
-    command = [cli, "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1"]
-    with running([*command, "--port", str(port)], ready="Application started up", env=env):
-        yield f"http://127.0.0.1:{port}"
+    with langgraph_dev(redis.url, prefix="studio-test") as url:
+        yield url
 
 
 async def test_studio_serves_the_manager_with_both_subgraphs(studio_url: str) -> None:

@@ -144,6 +144,24 @@ async def test_copy_thread_copies_and_leaves_the_source_intact(client: aioredis.
     assert len(await listed(saver, "src")) == 3
 
 
+async def test_before_may_be_a_config_or_a_checkpoint_as_langgraph_dev_passes_it(
+    client: aioredis.Redis,
+) -> None:
+    saver = make_saver(client)
+    ids = await put_chain(saver, "b", 4)
+    # `langgraph dev` hands a client's Checkpoint on as it came, with no `configurable`.
+    bounds: list[Any] = [
+        config("b", "", ids[2]),
+        {"checkpoint_id": ids[2], "thread_id": "b", "checkpoint_ns": ""},
+        {"checkpoint_id": ids[2]},
+    ]
+    for before in bounds:
+        older = [t.checkpoint["id"] async for t in saver.alist(config("b"), before=before)]
+        assert older == ids[:2][::-1], before
+    everything = [t.checkpoint["id"] async for t in saver.alist(config("b"), before={})]
+    assert everything == ids[::-1]
+
+
 async def test_delete_for_runs_removes_only_those_runs(client: aioredis.Redis) -> None:
     saver = make_saver(client)
     kept = await put_chain(saver, "a", 2, run_id="run-keep")
