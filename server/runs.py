@@ -695,11 +695,10 @@ class RunManager:
 
     async def _last_run_ended(self, thread_id: str) -> int | None:
         """The thread's newest `seq` if its last run has ended (0: no events); else `None`."""
-        last = await self.log.last_seq(thread_id)
-        if last == 0:
+        newest = await self.log.last(thread_id)
+        if newest is None:
             return 0
-        newest = await self.log.read(thread_id, last - 1, limit=1)
-        return last if not newest or is_terminal(newest[-1]) else None
+        return int(newest["seq"]) if is_terminal(newest) else None
 
     async def _end_unfinished(self, thread_id: str) -> int:
         """End the thread's last run if it never ended; the thread's newest `seq` after."""
