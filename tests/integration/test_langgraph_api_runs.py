@@ -179,10 +179,15 @@ async def test_join_stream_replays_after_the_last_event_id(servers: Pair) -> Non
         assert third is not None
         rest = [part async for part in client.runs.join_stream(thread_id, run["run_id"],
                                                                last_event_id=third)]  # fmt: skip
-        # Exclusive: the events after the third, with their ids and data unchanged.
-        assert [(p.event, p.id, p.data) for p in rest] == [
-            (p.event, p.id, p.data) for p in live[3:]
-        ]
+        after_third = [(p.event, p.id, p.data) for p in live[3:]]
+        replayed = [(p.event, p.id, p.data) for p in rest]
+        if client is alma:
+            # Exclusive: the events after the third, with their ids and data unchanged.
+            assert replayed == after_third
+        else:
+            # langgraph dev compares ids ("<ms>-<n>") as strings, so "-10" sorts before
+            # "-2" and a replay may skip some; what it sends is still after the third.
+            assert replayed and all(event in after_third for event in replayed)
 
 
 async def test_cancel_interrupts_or_rolls_back_a_running_run(servers: Pair) -> None:

