@@ -155,8 +155,10 @@ async def _start(
     if thread_id is None:
         thread_id = str(uuid.uuid4())
         await services.owners.claim(thread_id, principal.owner)
-    elif not await _thread_exists(services, thread_id, principal):
-        if body.if_not_exists != "create" or await services.owners.owner_of(thread_id):
+    elif (owner := await services.owners.owner_of(thread_id)) != principal.owner:
+        # Another owner's thread is as missing as one nobody has; only the latter may
+        # be created here.
+        if body.if_not_exists != "create" or owner is not None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "Thread or assistant not found.")
         await services.owners.claim(thread_id, principal.owner)
     verdict = await services.limits.start_run(principal.limit_key)
