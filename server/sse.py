@@ -44,7 +44,10 @@ async def with_heartbeats(
             yield chunk
     finally:
         if pending is not None:
+            # The source cannot be closed while a read of it is still running: let the
+            # cancelled read finish first (whatever it ends with, the stream is over).
             pending.cancel()
+            await asyncio.wait({pending})
         close = getattr(source, "aclose", None)
         if close is not None:
             await close()

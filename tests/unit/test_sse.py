@@ -46,3 +46,21 @@ async def test_a_consumer_that_stops_early_closes_the_source() -> None:
     assert await anext(stream) == b"x"
     await stream.aclose()  # type: ignore[attr-defined]
     assert closed.is_set()
+
+
+async def test_a_consumer_that_leaves_mid_wait_closes_the_source_without_an_error() -> None:
+    # A client disconnecting while the source is between chunks: the pending read must be
+    # finished before the source is closed, or closing it raises "already running".
+    closed = asyncio.Event()
+
+    async def slow() -> AsyncIterator[bytes]:
+        try:
+            await asyncio.Event().wait()
+            yield b"never"
+        finally:
+            closed.set()
+
+    stream = with_heartbeats(slow(), every=0.01)
+    assert await anext(stream) == HEARTBEAT
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert closed.is_set()
