@@ -74,15 +74,13 @@ class RequestContext:
                 )  # fmt: skip
 
 
-class BodyTooLargeError(Exception):
-    """The body grew past the limit while it was being read."""
-
-
 class BodyLimit:
     """Refuse HTTP bodies over `limit` bytes with 413, naming the limit.
 
-    A declared `Content-Length` is checked before the body is read; a chunked body is
-    counted as it arrives.
+    A declared `Content-Length` is checked before the body is read. A body sent without
+    one (chunked) is read here, up to the limit, before the endpoint sees it: refusing
+    it from inside the endpoint's own read would reach the client as FastAPI's 400
+    "error parsing the body". Bodies are small JSON documents, so holding one is cheap.
     """
 
     def __init__(self, app: ASGIApp, *, limit: int) -> None:
@@ -96,31 +94,37 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(send, int(declared))
+        if declared is not None:
+            if declared.isdigit() and int(declared) > self.limit:
+                await self._refuse(send, int(declared))
+                return
+            await self.app(scope, receive, send)
             return
+        chunks: list[bytes] = []
         seen = 0
-        started = False
-
-        async def counting_receive() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise BodyTooLargeError
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLargeError:
-            if not started:
+            if message["type"] != "http.request":
+                # The client left before its body was whole: nothing to answer.
+                return
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.limit:
                 await self._refuse(send, seen)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, replay, send)
 
     async def _refuse(self, send: Send, size: int) -> None:
         body = json.dumps(
