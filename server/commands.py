@@ -30,7 +30,7 @@ from server.protocol import (
     success,
 )
 from server.services import Services
-from server.validation import check_run_input, check_thread_id, title_of
+from server.validation import check_run_input, check_thread_id, describe_invalid, title_of
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 OnSlow = Callable[[SlowConsumerError], Coroutine[Any, Any, None]]
@@ -69,10 +69,7 @@ def _params(model: type[_Params], raw: dict[str, Any]) -> _Params:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        details = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}" for e in exc.errors()
-        )
-        raise ProtocolError("invalid_argument", details) from exc
+        raise ProtocolError("invalid_argument", describe_invalid(exc)) from exc
 
 
 logger = logging.getLogger("alma.server")
@@ -180,10 +177,10 @@ async def _dispatch(
         if connection is None:
             raise ProtocolError(
                 "not_supported",
-                f"{method} needs a WebSocket; over HTTP, POST /threads/{{id}}/stream/events",
+                "subscriptions need a WebSocket; over HTTP, POST /threads/{id}/stream/events",
             )
         return await _subscription(services, thread_id, command, connection)
-    raise ProtocolError("unknown_command", f"unknown command {method!r}")
+    raise ProtocolError("unknown_command", "unknown command method")
 
 
 async def _subscription(
@@ -200,7 +197,7 @@ async def _subscription(
         found = connection.subscriptions.pop(unsubscribe.subscription_id, None)
         if found is None:
             raise ProtocolError(
-                "no_such_subscription", f"no subscription {unsubscribe.subscription_id}"
+                "no_such_subscription", "no subscription with that id on this connection"
             )
         close_subscription(services, *found)
         return {}
@@ -216,7 +213,7 @@ async def _subscription(
             del connection.subscriptions[key]
             _attach(services, connection, fresh)
         return {"restored": True, "missed_events": missed}
-    raise ProtocolError("unknown_command", f"unknown command {command.method!r}")
+    raise ProtocolError("unknown_command", "unknown command method")
 
 
 def _attach(services: Services, connection: Connection, subscription: Subscription) -> None:
@@ -239,7 +236,9 @@ def _seq(event_id: str | None) -> int:
     try:
         return max(int(event_id or 0), 0)
     except ValueError as exc:
-        raise ProtocolError("invalid_argument", f"bad last_event_id {event_id!r}") from exc
+        raise ProtocolError(
+            "invalid_argument", "last_event_id must be an event's sequence number"
+        ) from exc
 
 
 def close_subscription(

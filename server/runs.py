@@ -816,7 +816,7 @@ class RunManager:
         if holder is None or holder.run_id != run_id:
             record = await self.records.get(thread_id, run_id)
             if record is None or record.status != "pending":
-                raise ProtocolError("no_such_run", f"thread {thread_id} has no active run {run_id}")
+                raise ProtocolError("no_such_run", "the thread has no active run with that id")
         await self.control.publish({"kind": "cancel", "run_id": run_id, "action": action})
 
     def _cancel_local(self, run: Run, *, rollback: bool = False) -> None:

@@ -6,12 +6,19 @@ import re
 import unicodedata
 from typing import Any
 
+from pydantic import ValidationError
+
 from server.protocol import ProtocolError
 
 THREAD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 """Thread and run ids: 1-128 of letters, digits and `._:@-`, starting alphanumeric."""
 _THREAD_ID = re.compile(THREAD_ID_PATTERN)
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# C0/C1 controls but tab and newline; bidi embeddings, overrides and isolates (they make
+# text read differently from how it is stored); zero-width spaces and the BOM (they hide
+# text). Zero-width joiners stay: scripts and emoji sequences need them.
+_CONTROL = re.compile(
+    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b\u200e\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]"
+)
 _ROLES = frozenset({"user", "human", "assistant", "ai", "system"})
 
 
@@ -19,6 +26,18 @@ def normalise_text(text: str) -> str:
     """Unicode NFC, newline line ends, and no control characters but newline and tab."""
     text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
     return _CONTROL.sub("", text)
+
+
+def describe_invalid(exc: ValidationError) -> str:
+    """Each failed field and why, without echoing what was sent.
+
+    Pydantic's own text repeats the input (hostile content included) and links its
+    documentation; a client needs the field and the reason only.
+    """
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc']) or 'params'}: {error['msg']}"
+        for error in exc.errors(include_url=False, include_input=False)
+    )
 
 
 def check_thread_id(thread_id: str) -> None:
@@ -70,16 +89,25 @@ def _message(message: Any, where: str, max_chars: int) -> dict[str, Any]:
     unknown = set(message) - {"role", "type", "content", "id", "name"}
     if unknown:
         raise ProtocolError("invalid_argument", f"{where}: unknown field(s) {sorted(unknown)}")
+    labels: dict[str, str] = {}
+    for field in ("id", "name"):
+        if field in message:
+            if not isinstance(message[field], str):
+                raise ProtocolError("invalid_argument", f"{where}.{field} must be text")
+            labels[field] = normalise_text(message[field])
     content = _content(message.get("content"), f"{where}.content")
-    length = sum(len(part) for part in _texts(content))
+    texts = _texts(content)
+    if not any(text.strip() for text in texts):
+        raise ProtocolError("invalid_argument", f"{where}.content has no text")
+    # The name goes into the prompt as well, so it counts toward the same limit.
+    length = sum(len(part) for part in texts) + len(labels.get("name", ""))
     if length > max_chars:
         raise ProtocolError(
             "invalid_argument",
             f"{where}.content has {length} characters; the limit is {max_chars} "
             "(ALMA_MAX_MESSAGE_CHARS)",
         )
-    normalised = {k: v for k, v in message.items() if k in ("id", "name")}
-    return {**normalised, "role": role, "content": content}
+    return {**labels, "role": role, "content": content}
 
 
 def _content(content: Any, where: str) -> str | list[dict[str, Any]]:

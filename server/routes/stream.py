@@ -38,6 +38,7 @@ from server.metrics import MESSAGES_SENT, SLOW_CONSUMERS, SSE_OPEN, WEBSOCKETS_O
 from server.protocol import Command, CommandAnswer, ProtocolError, SubscribeParams, failure
 from server.services import Services
 from server.sse import HEADERS, with_heartbeats
+from server.validation import describe_invalid
 
 router = APIRouter(prefix="/threads", tags=["stream"])
 
@@ -204,8 +205,12 @@ async def _serve_socket(
             text = raw.get("text") or (raw.get("bytes") or b"").decode(errors="replace")
             try:
                 command = Command.model_validate(orjson.loads(text))
-            except (orjson.JSONDecodeError, ValidationError) as exc:
-                await send(failure(None, "invalid_argument", f"not a protocol command: {exc}"))
+            except orjson.JSONDecodeError:
+                await send(failure(None, "invalid_argument", "not a protocol command: not JSON"))
+                continue
+            except ValidationError as exc:
+                reason = f"not a protocol command: {describe_invalid(exc)}"
+                await send(failure(None, "invalid_argument", reason))
                 continue
             await send(await execute(services, thread_id, command, connection, principal))
     except (WebSocketDisconnect, RuntimeError):

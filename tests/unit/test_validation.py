@@ -55,3 +55,37 @@ def test_thread_ids_outside_the_format_are_refused(thread_id: str) -> None:
 def test_ordinary_thread_ids_pass() -> None:
     for thread_id in ("t-1", "0a2b3c", "study:1", "user@example.com", "x" * 128):
         check_thread_id(thread_id)
+
+
+def test_bidi_controls_and_invisible_spaces_are_removed_but_joiners_kept() -> None:
+    # U+202E/U+2066 reorder what a reader sees; U+200B hides text. ZWJ builds emoji.
+    assert normalise_text("a\u202eb\u2066c\u2069d\u200be\ufeff") == "abcde"
+    assert normalise_text("\U0001f469\u200d\U0001f4bb") == "\U0001f469\u200d\U0001f4bb"
+
+
+def test_a_message_name_is_normalised_and_counted_against_the_character_limit() -> None:
+    checked = check_run_input(
+        {"messages": [{"role": "user", "content": "hi", "name": "A\x00d\x1ba"}]}, **LIMITS
+    )
+    assert checked["messages"][0]["name"] == "Ada"
+    with pytest.raises(ProtocolError, match="the limit is 20"):
+        check_run_input(
+            {"messages": [{"role": "user", "content": "hi", "name": "n" * 19}]}, **LIMITS
+        )
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ({"role": "user", "content": "x", "id": {}}, "input.messages[0].id must be text"),
+        ({"role": "user", "content": "x", "name": 7}, "input.messages[0].name must be text"),
+        ({"role": "user", "content": "\x00\x07" * 100}, "input.messages[0].content has no text"),
+        ({"role": "user", "content": [{"type": "text", "text": "\u200b"}]}, "has no text"),
+    ],
+)
+def test_ids_and_names_must_be_text_and_content_must_keep_some(
+    message: dict[str, object], expected: str
+) -> None:
+    with pytest.raises(ProtocolError) as raised:
+        check_run_input({"messages": [message]}, **LIMITS)
+    assert expected in raised.value.message
