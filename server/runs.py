@@ -22,6 +22,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.stream.transformers import CustomTransformer, UpdatesTransformer
 from langgraph.types import Command
+from pydantic import TypeAdapter, ValidationError
 from redis.exceptions import RedisError
 
 from graphs.manager import ANSWER_NODES, ROUTE_NODES
@@ -37,12 +38,14 @@ from server.logs import bound
 from server.observer import Observability, RunObserver
 from server.protocol import ProtocolError, RunStartParams
 from server.run_records import MemoryRunRecords, RunRecord, RunRecords, RunStatus
+from server.validation import describe_invalid
 
 logger = logging.getLogger("alma.server")
 
 _CLOSING = "closing-"
 """Lease holders with this prefix are ending a dead process's run, for milliseconds."""
 _CONTEXT_FIELDS = frozenset(f.name for f in dataclasses.fields(RunContext))
+_RUN_CONTEXT = TypeAdapter(RunContext)
 
 
 class Emitter:
@@ -418,9 +421,13 @@ class RunManager:
                 "invalid_argument", f"unknown context field(s): {', '.join(sorted(unknown))}"
             )
         try:
-            return RunContext(**chosen)
-        except (TypeError, ValueError) as exc:
-            raise ProtocolError("invalid_argument", f"invalid run context: {exc}") from exc
+            # Validated as its schema says (a route or router outside its choices is
+            # refused here, not left to fail inside the run).
+            return _RUN_CONTEXT.validate_python(chosen)
+        except ValidationError as exc:
+            raise ProtocolError(
+                "invalid_argument", f"invalid run context: {describe_invalid(exc)}"
+            ) from exc
 
     async def _try_take_thread(self, thread_id: str, run_id: str, strategy: str) -> bool:
         """Take a free thread now; refuse a busy one under `reject`; else `False`."""

@@ -46,6 +46,19 @@ _REFUSED: dict[int | str, dict[str, Any]] = {
 _MISSING: dict[int | str, dict[str, Any]] = {404: {"description": "No such thread or run."}}
 
 
+class RunCommand(BaseModel):
+    """LangGraph's `Command` as a run's input: resume an interrupt, update state, go to.
+
+    Any other key would reach `Command(...)` inside the run and fail it there.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    update: dict[str, Any] | list[tuple[str, Any]] | None = None
+    resume: Any = None
+    goto: str | list[str] | None = None
+
+
 class RunCreate(BaseModel):
     """A run, as LangGraph's SDK asks for one.
 
@@ -57,7 +70,7 @@ class RunCreate(BaseModel):
 
     assistant_id: str
     input: Any = None
-    command: dict[str, Any] | None = None
+    command: RunCommand | None = None
     config: dict[str, Any] = Field(default_factory=dict)
     context: dict[str, Any] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -183,7 +196,7 @@ async def _start(
     api = ApiRun(
         modes=modes or body.modes,
         subgraphs=body.stream_subgraphs,
-        command=body.command,
+        command=body.command.model_dump(exclude_unset=True) if body.command else None,
         checkpoint=checkpoint or None,
         interrupt_before=body.interrupt_before,
         interrupt_after=body.interrupt_after,

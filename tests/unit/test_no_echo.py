@@ -5,18 +5,7 @@ import json
 import pytest
 from starlette.testclient import TestClient
 
-from server.app import create_app
-from server.settings import Settings
-
 HOSTILE = "<script>\x00\nalert(1)"
-
-
-@pytest.fixture(scope="module")
-def client() -> TestClient:
-    # In process memory: no Redis, no keys; the whole app with its lifespan.
-    settings = Settings(_env_file=None, redis_url=None)
-    with TestClient(create_app(settings)) as started:
-        yield started  # type: ignore[misc]
 
 
 def refusal(client: TestClient, command: dict[str, object] | str) -> str:
@@ -39,8 +28,8 @@ def refusal(client: TestClient, command: dict[str, object] | str) -> str:
     ],
 )
 def test_a_refused_command_does_not_echo_its_input(
-    client: TestClient, command: dict[str, object] | str
+    app_client: TestClient, command: dict[str, object] | str
 ) -> None:
-    message = refusal(client, command)
+    message = refusal(app_client, command)
     assert "<script>" not in message and "\x00" not in message and "alert" not in message
     assert "pydantic" not in message and "input_value" not in message

@@ -1,0 +1,18 @@
+"""The whole app in process, on process memory: routes tested without a server process."""
+
+from collections.abc import Iterator
+
+import pytest
+from starlette.testclient import TestClient
+
+from server.app import create_app
+from server.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def app_client() -> Iterator[TestClient]:
+    settings = Settings(
+        _env_file=None, redis_url=None, simulated_ttft=0, simulated_tokens_per_second=0
+    )
+    with TestClient(create_app(settings)) as client:
+        yield client
