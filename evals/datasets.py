@@ -44,7 +44,7 @@ class Dataset:
 
 _DESCRIPTIONS = {
     "routing": "Requests labelled creative or analytical: clear, mixed, ambiguous, other "
-    "languages, and prompt injections that try to force a route.",
+    "languages, prompt injections that try to force a route, and conversational turns.",
     "memory": "Conversations whose last turn depends on a fact from an earlier one.",
     "analytical": "Requests whose answer must have a plan, each step, and a synthesis.",
 }

@@ -55,7 +55,8 @@ def context_recall(outputs: dict[str, Any], reference_outputs: dict[str, Any]) -
 def answer_recall(outputs: dict[str, Any], reference_outputs: dict[str, Any]) -> Score:
     """Share of the facts the last answer states.
 
-    Real models only: the simulator answers from the last message alone.
+    The simulated model recalls too: it answers from the facts of earlier turns that
+    bear on the question, with fixed rules, so this score shows memory working offline.
     """
     facts = reference_outputs["facts"]
     answer = outputs["answer"].lower()

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import sys
+import warnings
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,13 +123,29 @@ def _client(settings: Settings) -> tuple[Client, bool]:
     return client, False
 
 
+_OFFLINE_BANNER = "Starting evaluation of experiment: "
+"""What LangSmith prints for each local experiment, which exists nowhere but here."""
+
+
 @contextmanager
-def _tracing(upload: bool) -> Iterator[None]:
+def _offline(upload: bool) -> Iterator[None]:
+    """Offline: no tracing, and none of LangSmith's notices about not uploading.
+
+    Only those notices are dropped: other warnings, and anything else printed meanwhile,
+    still come out.
+    """
     if upload:
         yield
-    else:
-        with tracing_context(enabled=False):
+        return
+    printed = io.StringIO()
+    try:
+        with tracing_context(enabled=False), warnings.catch_warnings(), redirect_stdout(printed):
+            warnings.filterwarnings("ignore", message="'upload_runs' parameter is in beta")
             yield
+    finally:
+        for line in printed.getvalue().splitlines(keepends=True):
+            if not line.startswith(_OFFLINE_BANNER):
+                sys.stdout.write(line)
 
 
 async def run_suites(settings: Settings, plan: Plan) -> list[SuiteResult]:
@@ -169,8 +187,7 @@ def _suite(
 
         return route, [route_accuracy]
     if suite == "memory":
-        recall = [answer_recall] if real else []
-        return harness.converse, [context_recall, *recall, no_error, within_budget, *quality]
+        return harness.converse, [context_recall, answer_recall, no_error, within_budget, *quality]
 
     async def answer(inputs: dict[str, Any]) -> dict[str, Any]:
         return await harness.answer(inputs, router)
@@ -195,7 +212,7 @@ async def _experiment(
         with tracing_context(enabled=False):
             return await target(inputs)
 
-    with _tracing(upload):
+    with _offline(upload):
         results = await aevaluate(
             target if upload else quiet,
             data=data,
@@ -244,16 +261,20 @@ def table(results: Sequence[SuiteResult]) -> str:
     return "\n".join(lines)
 
 
+def compared(current: dict[str, float], baseline: dict[str, float]) -> list[str]:
+    """The baseline's scores that apply: those of the suites and routers that ran."""
+    ran = {key.rsplit("/", 1)[0] for key in current}
+    return [key for key in sorted(baseline) if key.rsplit("/", 1)[0] in ran]
+
+
 def compare(current: dict[str, float], baseline: dict[str, float], tolerance: float) -> list[str]:
     """Scores that fell more than `tolerance` below the baseline, or went missing.
 
     Only the suites and routers that ran are compared.
     """
-    ran = {key.rsplit("/", 1)[0] for key in current}
     drops = []
-    for key, expected in sorted(baseline.items()):
-        if key.rsplit("/", 1)[0] not in ran:
-            continue
+    for key in compared(current, baseline):
+        expected = baseline[key]
         got = current.get(key)
         if got is None:
             drops.append(f"{key}: missing (baseline {expected:.3f})")
@@ -315,4 +336,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     drops = compare(current, baseline, args.tolerance)
     for drop in drops:
         print(f"eval: score dropped — {drop}", file=sys.stderr)
+    checked = len(compared(current, baseline))
+    held = (
+        f"{checked - len(drops)} of {checked} metrics within {args.tolerance} of"
+        if checked
+        else "no metric of these suites and routers is in"
+    )
+    print(f"\neval: {held} the baseline {args.baseline}", file=sys.stderr)
     return 1 if drops else 0

@@ -49,6 +49,7 @@ async def refine(state: DraftInput, *, provider: ModelProvider) -> dict[str, Any
         "creative",
         node="refine",
         system=EDITOR_SYSTEM,
-        conversation=[HumanMessage(request)],
+        # The conversation too: the piece may have to use what the user said before.
+        conversation=[*state["messages"], HumanMessage(request)],
     )
     return {"messages": [reply.message], "usage": reply.usage}

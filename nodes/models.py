@@ -110,11 +110,18 @@ class ModelSettings(BaseSettings):
     )
 
     @property
+    def resolved_provider(self) -> Literal["openai", "simulated"]:
+        """The provider that serves: `auto` resolved by whether a key or base URL is set."""
+        if self.provider != "auto":
+            return self.provider
+        if self.openai_api_key is not None or self.openai_base_url is not None:
+            return "openai"
+        return "simulated"
+
+    @property
     def uses_provider(self) -> bool:
         """Whether calls go to an OpenAI-compatible endpoint rather than the simulator."""
-        if self.provider == "auto":
-            return self.openai_api_key is not None or self.openai_base_url is not None
-        return self.provider == "openai"
+        return self.resolved_provider == "openai"
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,7 +41,8 @@ from nodes.errors import (
     ProviderServerError,
     ProviderTimeoutError,
 )
-from nodes.heuristics import classify
+from nodes.facts import Fact, UserFacts, gather_facts, second_person
+from nodes.heuristics import Conversational, classify, conversational
 
 Fault = Literal["timeout", "rate_limit", "server_error"]
 FAULTS: tuple[Fault, ...] = ("timeout", "rate_limit", "server_error")
@@ -83,11 +84,67 @@ def _subject(request: str) -> str:
     return subject.strip().rstrip(".!?") or "the question"
 
 
-def _write(request: str) -> str:
-    seed, subject = _digest(request), _subject(request)
+def _user_turns(messages: Sequence[BaseMessage]) -> list[str]:
+    """What the user said, oldest first: human messages that are not a node's prompt."""
+    return [
+        message.text
+        for message in messages
+        if isinstance(message, HumanMessage) and not message.text.startswith("Request: ")
+    ]
+
+
+_FORMS = (
+    r"poems?|haikus?|sonnets?|limericks?|ballads?|stor(?:y|ies)|tales?|fables?|songs?|"
+    r"lyrics|verses?|rhymes?|lullab(?:y|ies)|pieces?|lines?|stanzas?|odes?|jokes?|riddles?"
+)
+_TASK_WORDS = re.compile(
+    r"\b(?:please|write|compose|draft|create|pen|make|give|tell|sing|me|us|a|an|the|some|few|"
+    r"short|little|long|quick|funny|new|small|brief|tiny|sad|happy|gentle|simple|"
+    rf"{_FORMS})\b",
+    re.IGNORECASE,
+)
+_ADDRESSED = re.compile(
+    r"[,;]?\s*\b(?:using|with|that uses|including|for|to)\s+(?:my|our|me)\b(?:\s+name)?\.?$",
+    re.IGNORECASE,
+)
+
+
+def _piece_subject(request: str, facts: UserFacts) -> str:
+    """What a creative piece is about: the request's subject, not its whole text.
+
+    "about my field of study" becomes what the user said they study; a request with no
+    subject of its own ("a short poem using my name") takes something the user likes.
+    """
+    text = _ADDRESSED.sub("", request.strip().rstrip(".!?")).strip()
+    found = re.search(r"\b(?:about|on)\s+(.+)", text, re.IGNORECASE)
+    if found:
+        subject = found.group(1).strip()
+        resolved = facts.resolve(subject)
+        if resolved:
+            return resolved
+        return second_person(subject) if re.match(r"(?i)my|our\b", subject) else subject
+    rest = " ".join(_TASK_WORDS.sub(" ", text).split()).strip(" ,;:")
+    if rest:
+        # A bare noun left from "a birthday rhyme" reads as "the birthday".
+        return second_person(rest) if " " in rest or rest.endswith("s") else f"the {rest}"
+    return facts.likes[0] if facts.likes else "the day"
+
+
+def _dedication(facts: UserFacts) -> str:
+    return f"*for {facts.name}*\n\n" if facts.name else ""
+
+
+def _write(messages: Sequence[BaseMessage]) -> str:
+    turns = _user_turns(messages)
+    request = turns[-1] if turns else _request_of(messages)
+    facts = gather_facts(turns[:-1])
+    turn = conversational(request)
+    if turn is not None:
+        return _converse(turn, request, facts)
+    seed, subject = _digest(request), _piece_subject(request, facts)
     lowered = request.lower()
     if "haiku" in lowered:
-        return "\n".join(
+        return _dedication(facts) + "\n".join(
             [
                 f"{_pick(['Quiet', 'Silver', 'Morning', 'Ancient'], seed).strip()} {subject} "
                 f"{_pick(['wander', 'murmur', 'glisten', 'gather'], seed, 1)}",
@@ -95,7 +152,7 @@ def _write(request: str) -> str:
                 f"{_pick(['the heron waits', 'one leaf drifts away', 'dusk settles slowly'], seed, 3)}",  # noqa: E501
             ]
         )
-    if any(word in lowered for word in ("poem", "verse", "sonnet", "song", "lyrics")):
+    if re.search(r"poem|verse|sonnet|song|lyrics|rhyme|limerick|lullaby|ballad|ode\b", lowered):
         stanzas = [
             f"I went to find {subject} at the edge of day,\n"
             f"where light leans {_pick(['gold', 'thin', 'soft'], seed)} "
@@ -104,16 +161,17 @@ def _write(request: str) -> str:
             "and nothing hurried, nothing broke, at all.",
             f"The {_pick(['wind', 'tide', 'hour'], seed, 1)} kept count in syllables of rain;\n"
             f"I learned the names that {subject} had kept,\n"
-            "and wrote them down, and wrote them down again,\n"
-            "the way a field remembers where we slept.",
+            + (f"and wrote down yours, {facts.name}, and wrote it down again,\n"
+               if facts.name else "and wrote them down, and wrote them down again,\n")
+            + "the way a field remembers where we slept.",
             "So here it ends, the way that good things do:\n"
             "not with a door, but with a window, wide —\n"
             f"{subject} still turning, patient, old and new,\n"
             "and room enough for both of us inside.",
-        ]
-        return "\n\n".join(stanzas)
-    if any(word in lowered for word in ("story", "tale", "fable")):
-        hero = _pick(["Mira", "Tomas", "Ada", "Kenji", "Lior"], seed)
+        ]  # fmt: skip
+        return _dedication(facts) + "\n\n".join(stanzas)
+    if re.search(r"story|stories|tale|fable", lowered):
+        hero = facts.name or _pick(["Mira", "Tomas", "Ada", "Kenji", "Lior"], seed)
         return (
             f"{hero} had heard about {subject} all her life, but had never gone looking. "
             "On the first morning of spring she packed bread, a pencil and a map that "
@@ -126,18 +184,57 @@ def _write(request: str) -> str:
             "stranger. She sat with it until the stars came out, and then she drew the rest "
             "of the map herself."
         )
+    greeting = f"{facts.name}, think" if facts.name else "Think"
     return (
-        f"Think of {subject} as a {_pick(['lantern', 'river', 'garden', 'door'], seed)}: "
+        f"{greeting} of {subject} as a {_pick(['lantern', 'river', 'garden', 'door'], seed)}: "
         "it changes with whoever comes near it, and it keeps a little of each visitor.\n\n"
         f"That is the quiet gift of {subject} — it asks us to slow down, notice, and "
         "make something of what we notice."
     )
 
 
+def _told(facts: Sequence[Fact]) -> str:
+    return "You told me that " + "; and that ".join(fact.said for fact in facts) + "."
+
+
+def _converse(turn: Conversational, request: str, facts: UserFacts) -> str:
+    """A short reply to a conversational turn, from what the user has said so far."""
+    name = facts.name
+    if turn == "greeting":
+        hello = f"Hello, {name}!" if name else "Hello!"
+        return (
+            f"{hello} Ask me for a poem or a story, or for an analysis — a comparison, a "
+            "plan, a calculation — and I'll remember what you tell me in this conversation."
+        )
+    if turn == "thanks":
+        return f"You're welcome, {name}." if name else "You're welcome."
+    if turn == "recall":
+        relevant = facts.relevant_to(request)
+        if relevant:
+            return _told(relevant)
+        if facts:
+            return "You haven't told me that in this conversation. " + _told([facts.facts[0]])
+        return "You haven't told me that in this conversation; tell me, and I'll remember."
+    stated = gather_facts([request]).facts
+    named = {fact.source for fact in stated if fact.kind == "name"}
+    # A structured fact says it best; otherwise a whole statement that gave no name.
+    kept = [fact for fact in stated if fact.kind not in ("name", "statement")] or [
+        fact for fact in stated if fact.kind == "statement" and fact.source not in named
+    ]
+    name = next((fact.value for fact in stated if fact.kind == "name"), None)
+    greeting = f"Nice to meet you, {name}." if name else "Noted."
+    remember = f" I'll remember that {kept[0].said}." if kept else ""
+    return f"{greeting}{remember} What would you like — a poem, a story, or an analysis?"
+
+
 def _refine(messages: Sequence[BaseMessage]) -> str:
     text = messages[-1].text if messages else ""
     draft = text.split("Draft:\n", 1)[-1].strip()
-    title = _subject(_request_of(messages)).title()
+    turns = _user_turns(messages)
+    request = turns[-1] if turns else _request_of(messages)
+    if conversational(request) is not None:
+        return draft
+    title = _piece_subject(request, gather_facts(turns[:-1])).title()
     return f"**{title}**\n\n{draft}"
 
 
@@ -196,10 +293,12 @@ def _synthesise(request: str, messages: Sequence[BaseMessage]) -> str:
     reasons = "\n".join(f"- **{label}**: covered above." for label in labels) or (
         "- The request was analysed step by step."
     )
+    relevant = gather_facts(_user_turns(messages)[:-1]).relevant_to(request)
+    told = f"### What you told me\n\n{_told(relevant)}\n\n" if relevant else ""
     return (
         f'## Answer\n\nFor "{_subject(request)}", the balanced answer depends on the '
         "constraints that matter most; the analysis points to the option that stays "
-        f"predictable under load.\n\n### Key reasons\n\n{reasons}\n\n### Caveats\n\n"
+        f"predictable under load.\n\n{told}### Key reasons\n\n{reasons}\n\n### Caveats\n\n"
         "- Real measurements on your own data should confirm the conclusion.\n"
         "- This answer comes from ALMA's simulated model, not a real provider."
     )
@@ -255,7 +354,7 @@ def simulate_reply(
         tool = tools[0]
         return SimulatedReply(tool_name=tool["function"]["name"], tool_args=_fill(tool, request))
     scripts: dict[str, Callable[[], str]] = {
-        "writer": lambda: _write(request),
+        "writer": lambda: _write(messages),
         "editor": lambda: _refine(messages),
         "planner": lambda: _plan(system),
         "analyst": lambda: _analyse(messages, request),

@@ -22,6 +22,8 @@ GRAPH_ID = "manager"
 """The graph's name, as `langgraph.json` registers it."""
 MANAGER_ASSISTANT_ID = str(uuid.uuid5(NAMESPACE_GRAPH, GRAPH_ID))
 """`2c8f97b7-0383-58c2-81fb-ece90dc70d92`: the same id `langgraph dev` gives the manager."""
+RUN_METADATA = {"graph_id": GRAPH_ID, "assistant_id": MANAGER_ASSISTANT_ID}
+"""What a thread's metadata gains from its runs, as on LangGraph's server."""
 CREATED_AT = "2025-01-01T00:00:00+00:00"
 """The assistant's creation (and update) time: a constant rather than the process's
 start, so that every instance of a scaled-out service describes it the same way."""

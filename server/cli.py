@@ -25,12 +25,15 @@ from memory.settings import MemorySettings
 from nodes.errors import AlmaError
 from nodes.models import ModelProvider, ModelSettings
 from nodes.run_context import RunContext
-from server.auth import new_key
+from server.assistants import RUN_METADATA
+from server.auth import LOCAL_OWNER, new_key
 from server.client import CommandError, open_thread
 from server.logs import configure_logging
 from server.metrics import MULTIPROC_ENV
 from server.settings import Settings, describe_errors, example_env, show_settings
 from server.terminal import Style, render_remote_run, render_run
+from server.thread_records import ThreadTakenError, open_threads
+from server.validation import title_of
 
 logger = logging.getLogger("alma")
 
@@ -56,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
         "--url",
         help="a running server to talk to (ws://host:port or http://host:port) "
         "instead of running the graph in this process",
+    )
+    chat.add_argument(
+        "--owner",
+        default=LOCAL_OWNER,
+        help="in process: whose conversation list the thread joins on the page (default: "
+        f"{LOCAL_OWNER}, the owner of every caller when no API keys are configured)",
     )
     chat.add_argument("--verbose", "-v", action="store_true", help="log at debug level")
     serve = commands.add_parser("serve", help="run the streaming service (HTTP, SSE, WebSocket)")
@@ -152,16 +161,29 @@ async def _chat(args: argparse.Namespace) -> int:
     provider = ModelProvider.from_settings(ModelSettings())
     logger.info("model provider: %s", provider.description)
     config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
+    memory_settings = MemorySettings()
     status = 0
     try:
-        async with open_memory(MemorySettings()) as memory:
+        async with open_memory(memory_settings) as memory:
             graph = build_manager_graph(
                 provider=provider,
                 checkpointer=memory.checkpointer,
                 cache=memory.cache,
                 cache_ttl=memory.cache_ttl,
             )
+            # The thread joins the owner's conversations, as a run through the server
+            # would, so the page lists it.
+            threads = open_threads(
+                memory.redis, prefix=memory.prefix, ttl=memory_settings.ttl_seconds
+            )
             for message in messages:
+                title = title_of([{"role": "user", "content": message}])
+                try:
+                    await threads.record_turn(thread_id, args.owner, title)
+                except ThreadTakenError:
+                    print(f"alma: thread {thread_id} belongs to another owner", file=sys.stderr)
+                    return 1
+                await threads.touch(thread_id, RUN_METADATA)
                 report = await render_run(
                     graph, message, config=config, context=context, style=style
                 )
@@ -218,11 +240,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings()
         setup = settings.log_setup(split_streams=args.command == "serve")
-        # A terminal command's output is its answer: its logs stay on stderr, readable.
-        if args.command != "serve" and settings.log_format == "auto":
-            setup = dataclasses.replace(setup, format="console")
+        # A terminal command's output is its answer: its logs stay on stderr, readable,
+        # without the libraries' routine lines (httpx's line per model call) between
+        # the streamed tokens.
+        if args.command != "serve":
+            if settings.log_format == "auto":
+                setup = dataclasses.replace(setup, format="console")
+            if logging.getLevelNamesMapping()[setup.level.upper()] < logging.WARNING:
+                setup = dataclasses.replace(setup, libraries_level="warning")
         if args.verbose:
-            setup = dataclasses.replace(setup, level="debug")
+            setup = dataclasses.replace(setup, level="debug", libraries_level=None)
         configure_logging(setup)
         if args.command == "serve":
             return _serve(args, settings)

@@ -29,6 +29,8 @@ class LogSetup:
     """Where log lines go and how they look."""
 
     level: str = "info"
+    libraries_level: str | None = None
+    """Lowest level logged for loggers other than ALMA's own (`alma.*`); default: `level`."""
     format: LogFormat = "auto"
     file: Path | None = None
     """JSON lines, rotated, in this file (besides the console)."""
@@ -66,6 +68,15 @@ def _error_code(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapp
     return event
 
 
+def _drop_color_message(
+    _: Any, __: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    # uvicorn repeats some messages, ANSI-coloured, in an extra `color_message` for its
+    # own formatter; here the message is already the event.
+    event.pop("color_message", None)
+    return event
+
+
 _TRACEBACKS = structlog.processors.ExceptionRenderer(
     structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
 )
@@ -75,6 +86,7 @@ _SHARED: list[Any] = [
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,
     structlog.stdlib.ExtraAdder(),
+    _drop_color_message,
     _node,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
 ]
@@ -150,7 +162,8 @@ def configure_logging(setup: LogSetup) -> None:
         old.close()
     for handler in handlers:
         root.addHandler(handler)
-    root.setLevel(setup.level.upper())
+    root.setLevel((setup.libraries_level or setup.level).upper())
+    logging.getLogger("alma").setLevel(setup.level.upper())
     for name in _UVICORN:
         logger = logging.getLogger(name)
         logger.handlers.clear()

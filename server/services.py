@@ -20,7 +20,7 @@ from graphs.manager import build_manager_graph
 from memory.factory import Memory, open_memory
 from nodes.models import ModelProvider
 from nodes.run_context import RunContext
-from server.assistants import GRAPH_ID, MANAGER_ASSISTANT_ID
+from server.assistants import RUN_METADATA
 from server.auth import KeyRing
 from server.broker import Broker
 from server.coordination import (
@@ -35,12 +35,12 @@ from server.event_log import EventLog, MemoryEventLog, RedisEventLog
 from server.limits import RateLimits
 from server.metrics import ComponentState, ResourceSampler, process_ended
 from server.observer import Observability
-from server.owners import MemoryThreadOwners, RedisThreadOwners, ThreadOwners
+from server.owners import ThreadOwners
 from server.pricing import PriceTable
 from server.run_records import MemoryRunRecords, RedisRunRecords, RunRecords
 from server.runs import RunManager
 from server.settings import Settings
-from server.thread_records import MemoryThreadRecords, RedisThreadRecords, Threads
+from server.thread_records import Threads, open_threads
 from server.timed_checkpointer import time_checkpointer
 from server.tracing import Tracing
 
@@ -72,10 +72,6 @@ class Services:
     connections: set[Any] = field(default_factory=set)
 
 
-RUN_METADATA = {"graph_id": GRAPH_ID, "assistant_id": MANAGER_ASSISTANT_ID}
-"""What a thread's metadata gains from its runs, as on LangGraph's server."""
-
-
 async def forget_thread(services: Services, thread_id: str) -> None:
     """Delete everything of a thread: checkpoints, runs, record, owner (its event log expires)."""
     await services.memory.checkpointer.adelete_thread(thread_id)
@@ -103,7 +99,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         log: EventLog
         leases: RunLeases
         control: Control
-        owners: ThreadOwners
+        threads = open_threads(memory.redis, prefix=memory.prefix, ttl=settings.ttl_seconds)
+        owners: ThreadOwners = threads.owners
         limits = RateLimits(
             runs=settings.limit_runs,
             tokens=settings.limit_tokens,
@@ -123,13 +120,6 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 memory.redis, prefix=memory.prefix, lease=settings.run_lease_seconds
             )
             control = RedisControl(memory.redis, prefix=memory.prefix)
-            owners = RedisThreadOwners(memory.redis, prefix=memory.prefix, ttl=settings.ttl_seconds)
-            threads = Threads(
-                records=RedisThreadRecords(
-                    memory.redis, prefix=memory.prefix, ttl=settings.ttl_seconds
-                ),
-                owners=owners,
-            )
             run_records: RunRecords = RedisRunRecords(
                 memory.redis, prefix=memory.prefix, ttl=settings.ttl_seconds
             )
@@ -137,8 +127,6 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             log = MemoryEventLog(maxlen=settings.event_log_maxlen)
             leases = MemoryRunLeases()
             control = MemoryControl()
-            owners = MemoryThreadOwners()
-            threads = Threads(records=MemoryThreadRecords(), owners=owners)
             run_records = MemoryRunRecords()
         instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         runs: RunManager

@@ -306,8 +306,24 @@ def show_settings(settings: Settings) -> str:
             shown = ""
         else:
             shown = _example_value(value)
+        if name == "provider" and value == "auto":
+            # A comment, so the output still loads as a .env file.
+            shown += f"  # resolved: {_resolution(settings)}"
         lines.append(f"{variable}={shown}")
     return "\n".join(lines)
+
+
+def _resolution(settings: Settings) -> str:
+    """What `auto` resolved to, and which variables decided it."""
+    names = env_names(type(settings))
+    key, url = names["openai_api_key"], names["openai_base_url"]
+    given = [
+        name
+        for name, value in ((key, settings.openai_api_key), (url, settings.openai_base_url))
+        if value is not None
+    ]
+    why = f"{' and '.join(given)} set" if given else f"neither {key} nor {url} set"
+    return f"{settings.resolved_provider} ({why})"
 
 
 _SECTIONS = {

@@ -13,7 +13,7 @@ from langchain_core.messages import AIMessageChunk
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 
-from graphs.manager import ANSWER_NODES
+from graphs.manager import ANSWER_NODES, DRAFT_NODES
 from nodes.run_context import RunContext
 from server.client import ProtocolClient
 from server.events import is_terminal
@@ -87,12 +87,16 @@ class RunPrinter:
     Fed by a graph running in this process or by a server's protocol events alike.
     """
 
-    def __init__(self, report: RunReport, out: TextIO, style: Style) -> None:
-        """Print `report`'s run to `out`."""
+    def __init__(
+        self, report: RunReport, out: TextIO, style: Style, *, refining: bool = False
+    ) -> None:
+        """Print `report`'s run to `out`; with `refining`, the first piece is a draft."""
         self.report = report
         self.out = out
         self.style = style
+        self.refining = refining
         self._in_note = False
+        self._answer_node: str | None = None
 
     def token(self, node: str | None, text: str) -> None:
         """A token of the answer, or of the analysis notes; other nodes' are not shown."""
@@ -106,11 +110,23 @@ class RunPrinter:
             if self._in_note:
                 self.out.write("\n\n")
                 self._in_note = False
-            self.out.write(text)
+            drafting = self.refining and node in DRAFT_NODES
+            if self.refining and node != self._answer_node:
+                self._label(drafting=drafting)
+            self._answer_node = node
+            self.out.write(self.style.dim(text) if drafting else text)
         else:
             self._in_note = True
             self.out.write(self.style.dim(text))
         self.out.flush()
+
+    def _label(self, *, drafting: bool) -> None:
+        # A refined run streams two pieces: the draft, dimmed, then the edited answer,
+        # each under a label so neither reads as a repeat of the other.
+        if drafting:
+            self.out.write(self.style.dim("draft:") + "\n")
+        elif self._answer_node is not None:
+            self.out.write("\n\n" + self.style.bold("edited:") + "\n")
 
     def progress(self, event: Any) -> None:
         """A custom stream event: the plan, or a step starting or finishing."""
@@ -133,9 +149,12 @@ class RunPrinter:
         return self.report
 
 
-def _printer(thread_id: str | None, out: TextIO | None, style: Style | None) -> RunPrinter:
+def _printer(
+    thread_id: str | None, context: RunContext, out: TextIO | None, style: Style | None
+) -> RunPrinter:
     out = out or sys.stdout
-    return RunPrinter(RunReport(thread_id=thread_id), out, style or Style(enabled=out.isatty()))
+    style = style or Style(enabled=out.isatty())
+    return RunPrinter(RunReport(thread_id=thread_id), out, style, refining=context.refine)
 
 
 async def render_run(
@@ -148,7 +167,7 @@ async def render_run(
     style: Style | None = None,
 ) -> RunReport:
     """Run the graph on `message`, printing route, progress, tokens and usage as they come."""
-    printer = _printer(config.get("configurable", {}).get("thread_id"), out, style)
+    printer = _printer(config.get("configurable", {}).get("thread_id"), context, out, style)
     async for namespace, mode, data in _stream(graph, message, config=config, context=context):
         if mode == "messages":
             chunk, metadata = data
@@ -173,7 +192,7 @@ async def render_remote_run(
     style: Style | None = None,
 ) -> RunReport:
     """Start a run on a server over `client` and print it as `render_run` does."""
-    printer = _printer(thread_id, out, style)
+    printer = _printer(thread_id, context, out, style)
     await client.subscribe("lifecycle", "messages", "updates", "custom")
     await client.start(message, context=dataclasses.asdict(context))
     ending: dict[str, Any] = {}

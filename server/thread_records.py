@@ -19,7 +19,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from server.owners import MAX_INDEXED, ThreadOwners
+from server.owners import MAX_INDEXED, MemoryThreadOwners, RedisThreadOwners, ThreadOwners
 from server.run_records import now_iso
 
 _META = "m:"
@@ -243,6 +243,15 @@ class Threads:
             await self.owners.remember(owner, thread_id, "")
         return created
 
+    async def record_turn(self, thread_id: str, owner: str, title: str) -> None:
+        """A turn is about to run on `owner`'s thread: it is theirs, first in their list.
+
+        Raises:
+            ThreadTakenError: when the thread belongs to another owner.
+        """
+        await self.ensure(thread_id, owner)
+        await self.owners.remember(owner, thread_id, title)
+
     async def touch(
         self, thread_id: str, metadata: Mapping[str, Any] | None = None, *, state: bool = True
     ) -> ThreadRecord:
@@ -287,3 +296,13 @@ class Threads:
     async def delete(self, thread_id: str) -> None:
         """Forget the thread's record (its checkpoints, log and owner go elsewhere)."""
         await self.records.delete(thread_id)
+
+
+def open_threads(redis: Redis | RedisCluster | None, *, prefix: str, ttl: int | None) -> Threads:
+    """Thread records and owners in Redis, shared by every process; in process memory without."""
+    if redis is None:
+        return Threads(records=MemoryThreadRecords(), owners=MemoryThreadOwners())
+    return Threads(
+        records=RedisThreadRecords(redis, prefix=prefix, ttl=ttl),
+        owners=RedisThreadOwners(redis, prefix=prefix, ttl=ttl),
+    )

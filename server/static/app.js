@@ -388,6 +388,10 @@ async function stop() {
 
 // -- threads, live figures, key -------------------------------------------------------------
 
+function showHint() {
+  $("hint").hidden = $("messages").children.length > 0;
+}
+
 function markCurrentThread() {
   for (const button of document.querySelectorAll("#thread-list button")) {
     if (button.dataset.thread === page.threadId) button.setAttribute("aria-current", "true");
@@ -467,6 +471,13 @@ async function start() {
     $("message").focus();
   });
   $("key-form").addEventListener("submit", () => useKey($("key").value));
+  for (const example of document.querySelectorAll("#hint .example")) {
+    example.addEventListener("click", () => {
+      if (!$("send").disabled) send(example.textContent);
+    });
+  }
+  // The hint shows only while the conversation is empty, however it became so.
+  new MutationObserver(showHint).observe($("messages"), { childList: true });
 
   page.info = await (await fetch("/info")).json();
   $("simulated").hidden = !page.info.simulated_model;
@@ -479,6 +490,7 @@ async function start() {
     return;
   }
   await openThread(localStorage.getItem("alma-thread") || newThreadId());
+  showHint();
   refreshThreads();
   $("message").focus();
 }

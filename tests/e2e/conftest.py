@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,9 +13,9 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.utils.processes import ROOT
 from tests.utils.redis_server import RedisServer, redis_server
+from tests.utils.system_tools import require_tool
 
 SCREENSHOTS = ROOT / "tests" / "e2e" / "screenshots"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="session")
@@ -29,8 +28,9 @@ def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
 def browser() -> Iterator[Browser]:
     # Playwright's sync API runs an event loop on this thread while it is open: it must
     # be closed before any asyncio test runs, so it lives no longer than a module.
+    chromium = require_tool("chromium")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         yield browser
         browser.close()
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import httpx
@@ -12,6 +14,7 @@ from playwright.sync_api import Browser, Page, WebSocket, expect
 
 from server.auth import new_key
 from tests.e2e.conftest import prefix, screenshot_path
+from tests.utils.processes import ROOT
 from tests.utils.redis_server import RedisServer
 from tests.utils.service import Service, alma_service
 from tests.utils.tcp_proxy import tcp_proxy
@@ -243,8 +246,9 @@ def test_phone_width_keyboard_only_and_accessibility(browser: Browser, fast: Ser
     page = context.new_page()
     try:
         page.goto(fast.url)
-        # Keyboard only: Tab reaches the message box, Enter sends.
-        for _ in range(15):
+        # Keyboard only: Tab reaches the message box (past the first-load hint's
+        # examples), Enter sends.
+        for _ in range(25):
             page.keyboard.press("Tab")
             if page.evaluate("document.activeElement.id") == "message":
                 break
@@ -293,3 +297,63 @@ def test_a_failing_provider_is_explained(page: Page, failing: Service) -> None:
     expect(answer.locator(".node.failed", has_text="compose")).to_have_count(2)
     # The page stays usable: the next message can be sent.
     expect(page.get_by_role("button", name="Send")).to_be_enabled()
+
+
+@pytest.fixture(scope="module")
+def remembering(redis: RedisServer) -> Iterator[tuple[Service, str]]:
+    """A service, and the key prefix an in-process `alma chat` shares with it."""
+    shared = prefix()
+    with alma_service(redis.url, prefix=shared) as service:
+        yield service, shared
+
+
+def test_a_first_visit_shows_what_to_try_and_the_conversation_is_remembered(
+    page: Page, remembering: tuple[Service, str]
+) -> None:
+    service, _ = remembering
+    page.goto(service.url)
+    hint = page.get_by_role("region", name="Try one of these")
+    expect(hint).to_be_visible()
+    results = Axe().run(page)
+    serious = [v["id"] for v in results.response["violations"]
+               if v["impact"] in ("serious", "critical")]  # fmt: skip
+    assert not serious, serious
+
+    hint.get_by_role("button", name="My name is Ada and I like rivers").click()
+    expect(hint).to_be_hidden()
+    first = page.locator(".turn.assistant").last
+    expect(first).to_have_attribute("data-state", "completed")
+    expect(first.locator(".route")).to_contain_text("Route: creative")
+    expect(first.locator(".plan .step")).to_have_count(0)
+    expect(first.locator(".answer")).to_contain_text("Nice to meet you, Ada.")
+
+    send(page, "Write a short poem using my name")
+    poem = page.locator(".turn.assistant").last
+    expect(poem).to_have_attribute("data-state", "completed")
+    text = poem.locator(".answer").inner_text()
+    assert "Ada" in text and "rivers" in text and "using my name" not in text
+
+    # A new conversation is empty again, so the hint is back.
+    page.get_by_role("button", name="New conversation").click()
+    expect(hint).to_be_visible()
+
+
+def test_a_thread_from_alma_chat_in_process_is_listed_on_the_page(
+    page: Page, remembering: tuple[Service, str], redis: RedisServer
+) -> None:
+    service, shared = remembering
+    env = {"PATH": "/usr/bin:/bin", "ALMA_REDIS_URL": redis.url, "ALMA_REDIS_PREFIX": shared,
+           "ALMA_SIMULATED_TTFT": "0", "ALMA_SIMULATED_TOKENS_PER_SECOND": "0"}  # fmt: skip
+    chat = subprocess.run(
+        [sys.executable, "-m", "server.cli", "chat", "--thread", "from-terminal",
+         "Write a haiku about lighthouses"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert chat.returncode == 0, chat.stderr
+
+    page.goto(service.url)
+    listed = page.locator("#thread-list button", has_text="Write a haiku about lighthouses")
+    expect(listed).to_be_visible()
+    listed.click()
+    expect(page.locator(".turn.user")).to_contain_text("Write a haiku about lighthouses")
+    expect(page.locator(".turn.assistant .answer")).to_contain_text("lighthouses")

@@ -15,6 +15,7 @@ from loadtests.processes import Server, alma_server
 from server.client import open_thread
 from server.events import is_terminal
 from tests.utils.redis_server import RedisServer
+from tests.utils.system_tools import require_tool
 
 pytestmark = pytest.mark.integration
 
@@ -30,6 +31,7 @@ ENV = {
 
 @pytest.fixture(scope="module")
 def balanced(redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    require_tool("nginx")
     prefix = f"lb-{uuid.uuid4().hex[:6]}"
     env = {**ENV, "ALMA_REDIS_PREFIX": prefix}
     with (

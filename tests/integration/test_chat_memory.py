@@ -69,3 +69,17 @@ def test_required_redis_that_is_down_stops_with_a_clear_message(redis: RedisServ
     assert result.returncode == 2
     assert "ALMA_REDIS_REQUIRED is set" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_later_invocation_writes_for_the_user_it_remembers(redis: RedisServer) -> None:
+    first = chat(redis, "--thread", "ada", "My name is Ada and I like rivers")
+    assert first.returncode == 0, first.stderr
+    # A short reply, not a multi-step analysis.
+    assert "→ creative" in first.stdout and "Plan" not in first.stdout
+    assert "Nice to meet you, Ada. I'll remember that you like rivers." in first.stdout
+
+    second = chat(redis, "--thread", "ada", "Write a short poem using my name")
+    assert second.returncode == 0, second.stderr
+    poem = second.stdout.split("\n\n", 1)[1].rsplit("\nfirst token", 1)[0]
+    assert "Ada" in poem and "rivers" in poem
+    assert "using my name" not in poem and "Write a short poem" not in poem

@@ -48,12 +48,27 @@ def test_offline_evaluation_holds_the_baseline_and_makes_no_connection(
     assert set(suites) == {("routing", "heuristic"), ("routing", "hybrid"),
                            ("memory", "hybrid"), ("analytical", "hybrid")}  # fmt: skip
     routing = suites[("routing", "heuristic")]
-    assert sum(routing["confusion"].values()) == 154
+    assert sum(routing["confusion"].values()) == 170
     assert set(routing["accuracy_by_kind"]) == {
-        "clear", "mixed", "ambiguous", "other-language", "injection"}  # fmt: skip
+        "clear", "mixed", "ambiguous", "other-language", "injection", "conversational"}  # fmt: skip
     # The facts of earlier turns came back from Redis into the last prompt.
     assert suites[("memory", "hybrid")]["scores"]["context_recall"] == 1.0
+    # …and the simulated model's last answers state them.
+    assert suites[("memory", "hybrid")]["scores"]["answer_recall"] == 1.0
     assert "| routing | heuristic | route_accuracy |" in result.stdout
+
+
+def test_offline_evaluation_is_quiet_and_names_the_baseline_it_held(tmp_path: Path) -> None:
+    result = alma_eval("--suite", "routing", "--router", "heuristic", "--out",
+                       str(tmp_path / "r.json"), ALMA_REDIS_URL="")  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    # Nothing about experiments that exist nowhere, nor about not uploading them.
+    assert "Starting evaluation" not in result.stdout + result.stderr
+    assert "Warning" not in result.stderr and "upload_runs" not in result.stderr
+    held = [key for key in BASELINE if key.startswith("routing/heuristic/")]
+    baseline = ROOT / "evals" / "baseline.json"
+    summary = f"eval: {len(held)} of {len(held)} metrics within 0.02 of the baseline {baseline}"
+    assert summary in result.stderr.splitlines()
 
 
 def test_a_drop_beyond_the_tolerance_fails(tmp_path: Path) -> None:
@@ -64,6 +79,7 @@ def test_a_drop_beyond_the_tolerance_fails(tmp_path: Path) -> None:
                        str(baseline), "--out", str(tmp_path / "r.json"))  # fmt: skip
     assert result.returncode == 1
     assert "score dropped — routing/heuristic/route_accuracy" in result.stderr
+    assert f"eval: 0 of 1 metrics within 0.02 of the baseline {baseline}" in result.stderr
 
 
 def test_with_a_key_datasets_and_experiments_go_to_langsmith(tmp_path: Path) -> None:
@@ -79,7 +95,7 @@ def test_with_a_key_datasets_and_experiments_go_to_langsmith(tmp_path: Path) -> 
     assert set(datasets) == {"alma-routing", "alma-analytical"}
     routing = datasets["alma-routing"]
     examples = [e for e in recorded.examples.values() if e["dataset_id"] == routing["id"]]
-    assert len(examples) == 154
+    assert len(examples) == 170
     assert {e["outputs"]["route"] for e in examples} == {"creative", "analytical"}
     experiments = {s["extra"]["metadata"]["suite"]: s for s in recorded.sessions.values()
                    if s.get("reference_dataset_id")}  # fmt: skip

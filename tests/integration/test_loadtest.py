@@ -11,6 +11,7 @@ import pytest
 
 from loadtests.run import runs_started
 from tests.utils.processes import ROOT
+from tests.utils.system_tools import require_tool
 
 pytestmark = pytest.mark.integration
 
@@ -63,6 +64,7 @@ def test_smoke_load_with_cancels_and_resumes_fails_on_nothing(tmp_path: Path) ->
 def test_smoke_load_through_nginx_reaches_every_process_and_reports_each_count(
     tmp_path: Path,
 ) -> None:
+    require_tool("nginx")
     out = tmp_path / "report"
     result = subprocess.run(
         [sys.executable, "-m", "server.cli", "loadtest", "smoke", "--processes", "1,2",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from prometheus_client import REGISTRY
 
 import server.metrics  # noqa: F401 - registers ALMA's metrics
 from tests.utils.processes import ROOT
+from tests.utils.system_tools import require_tool
 
 ALERTS = ROOT / "loadtests" / "alerts.yml"
 ALERT_TESTS = ROOT / "loadtests" / "alerts.test.yml"
@@ -70,8 +70,7 @@ def test_every_alert_is_documented_and_names_exported_metrics() -> None:
 
 
 def test_promtool_accepts_the_rules_and_their_unit_tests(tmp_path: Path) -> None:
-    promtool = shutil.which("promtool")
-    assert promtool, "promtool is part of the test tools (Debian package prometheus)"
+    promtool = require_tool("promtool")
     checked = subprocess.run(
         [promtool, "check", "rules", str(ALERTS)], capture_output=True, text=True
     )

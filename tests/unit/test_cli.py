@@ -67,3 +67,23 @@ def test_a_bad_setting_stops_with_the_variable_named(
     monkeypatch.setenv("ALMA_MODEL_ATTEMPTS", "lots")
     assert main(["chat", "hi"]) == 2
     assert "ALMA_MODEL_ATTEMPTS" in capsys.readouterr().err
+
+
+def test_a_refined_answer_is_told_apart_from_its_draft(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["chat", "--route", "creative", "--refine", "Write a haiku about a cat"]) == 0
+    out = capsys.readouterr().out
+    answer = out.split("\n\n", 1)[1]
+    draft, edited = answer.split("\n\nedited:\n")
+    assert draft.startswith("draft:\n")
+    # The edited piece stands on its own lines, after the draft, not glued to it.
+    assert edited.startswith("**A Cat**\n\n")
+    assert draft.removeprefix("draft:\n") in edited
+
+
+def test_a_greeting_gets_a_short_answer_not_a_plan(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["chat", "Hello!"]) == 0
+    out = capsys.readouterr().out
+    assert "→ creative (by heuristic, confidence 0.90): conversational: a greeting" in out
+    assert "Plan" not in out and "over 1 call" in out

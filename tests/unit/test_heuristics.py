@@ -1,6 +1,6 @@
 import pytest
 
-from nodes.heuristics import classify
+from nodes.heuristics import classify, conversational
 
 
 @pytest.mark.parametrize(
@@ -36,7 +36,7 @@ def test_analytical_requests_route_analytical_with_confidence(text: str) -> None
 
 
 def test_request_without_cues_is_unsure() -> None:
-    verdict = classify("hello there")
+    verdict = classify("Make me smile")
     assert verdict.confidence == 0.5
     assert "no creative or analytical cue" in verdict.reason
 
@@ -47,3 +47,37 @@ def test_weak_cue_leaves_confidence_below_hybrid_threshold() -> None:
 
 def test_reason_names_the_cues_found() -> None:
     assert "haiku" in classify("Write a haiku about rivers").reason.lower()
+
+
+@pytest.mark.parametrize(
+    ("text", "turn"),
+    [
+        ("My name is Ada and I like rivers", "statement"),
+        ("I'm planning a trip to Lisbon in May.", "statement"),
+        ("Hello!", "greeting"),
+        ("Thanks, that was lovely", "thanks"),
+        ("What is my name?", "recall"),
+        ("Which city did I say I'm visiting?", "recall"),
+        ("Remind me of my cat's name.", "recall"),
+    ],
+)
+def test_a_conversational_turn_gets_a_short_creative_reply_not_a_plan(text: str, turn: str) -> None:
+    assert conversational(text) == turn
+    verdict = classify(text)
+    assert verdict.route == "creative"
+    assert verdict.reason.startswith("conversational: ")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "My name is Ada. Compare quicksort and mergesort for 10 million integers",
+        "Hi! Analyse the pros and cons of remote work",
+        "Write a short poem using my name",
+        "What should I know before buying a used car?",
+        # A lower-case "i" is "and" in Polish: an imperative, not a statement about oneself.
+        "Porównaj Pythona i Javę pod względem wydajności",
+    ],
+)
+def test_a_task_after_small_talk_is_still_a_task(text: str) -> None:
+    assert conversational(text) is None

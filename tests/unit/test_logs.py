@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 import structlog
+import uvicorn
 from langgraph.graph import START, MessagesState, StateGraph
+from starlette.applications import Starlette
 
 from nodes.errors import ProviderServerError
 from server.logs import LogSetup, bound, configure_logging
@@ -18,9 +20,10 @@ from server.logs import LogSetup, bound, configure_logging
 
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
+    root, alma = logging.getLogger(), logging.getLogger("alma")
+    handlers, level, alma_level = root.handlers[:], root.level, alma.level
     yield
+    alma.setLevel(alma_level)
     for handler in root.handlers[:]:
         root.removeHandler(handler)
         handler.close()
@@ -103,3 +106,43 @@ def test_console_lines_are_readable_and_split_by_level(
     assert "all fine" in out and "run_id=u-2" in out and "not fine" not in out
     assert "not fine" in err and "all fine" not in err
     assert not out.lstrip().startswith("{")
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    assert len(keys) == len(set(keys)), keys
+    return dict(pairs)
+
+
+async def test_uvicorn_lines_are_plain_json_without_colour_codes(
+    tmp_path: Path, restore_logging: None
+) -> None:
+    log = tmp_path / "alma.log"
+    configure_logging(LogSetup(format="json", file=log))
+    config = uvicorn.Config(Starlette(), host="127.0.0.1", port=0, log_config=None)
+    server = uvicorn.Server(config)
+    # Start, listen and stop at once: uvicorn logs its own start and stop lines.
+    server.should_exit = True
+    await server.serve()
+
+    lines = [
+        json.loads(line, object_pairs_hook=unique_keys) for line in log.read_text().splitlines()
+    ]
+    events = [line["event"] for line in lines if line["logger"] == "uvicorn.error"]
+    assert any(event.startswith("Started server process [") for event in events), events
+    assert any(event.startswith("Uvicorn running on http://127.0.0.1:") for event in events)
+    for line in lines:
+        assert "color_message" not in line
+        assert not [value for value in line.values() if "\x1b" in str(value)], line
+
+
+def test_libraries_may_log_less_than_alma(
+    restore_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging(LogSetup(format="console", libraries_level="warning", split_streams=False))
+    logging.getLogger("httpx").info("HTTP Request: POST /v1/chat/completions")
+    logging.getLogger("httpx").warning("connection pool is full")
+    logging.getLogger("alma.memory").info("conversation memory: Redis")
+    _, err = capsys.readouterr()
+    assert "HTTP Request" not in err
+    assert "connection pool is full" in err and "conversation memory: Redis" in err

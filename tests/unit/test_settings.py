@@ -7,9 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from server.auth import KeyRing, new_key
-from server.settings import Settings, env_names, example_env
+from server.settings import Settings, env_names, example_env, show_settings
 from tests.utils.processes import ROOT
 
 
@@ -84,6 +85,19 @@ def test_config_prints_every_setting_with_secrets_masked(tmp_path: Path) -> None
     assert "ALMA_API_KEYS=alice:sha256:…" in result.stdout
     shown = {line.split("=", 1)[0] for line in result.stdout.splitlines()}
     assert shown == set(env_names().values())
+
+
+def test_config_shows_what_an_auto_provider_resolved_to(tmp_path: Path) -> None:
+    simulated = alma(tmp_path, "config").stdout.splitlines()
+    assert (
+        "ALMA_PROVIDER=auto  # resolved: simulated (neither OPENAI_API_KEY nor OPENAI_BASE_URL set)"
+        in simulated
+    )
+    real = alma(tmp_path, "config", OPENAI_BASE_URL="http://127.0.0.1:9/v1").stdout.splitlines()
+    assert "ALMA_PROVIDER=auto  # resolved: openai (OPENAI_BASE_URL set)" in real
+    # A provider named outright needs no explaining.
+    forced = Settings(_env_file=None, provider="simulated", openai_api_key=SecretStr("sk-x"))
+    assert "ALMA_PROVIDER=simulated" in show_settings(forced).splitlines()
 
 
 def test_keygen_makes_a_key_whose_digest_is_what_is_configured(tmp_path: Path) -> None:

@@ -1,8 +1,13 @@
 import pytest
-from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from nodes.errors import ProviderRateLimitedError, ProviderServerError
-from nodes.prompts import PLANNER_SYSTEM, WRITER_SYSTEM
+from nodes.prompts import (
+    PLANNER_SYSTEM,
+    SYNTHESISER_REQUEST,
+    SYNTHESISER_SYSTEM,
+    WRITER_SYSTEM,
+)
 from nodes.router import RouteChoice
 from nodes.simulated import SimulatedChatModel, simulate_reply
 
@@ -67,3 +72,47 @@ async def test_fault_rate_is_reproducible_with_a_seed() -> None:
     first = await outcomes(7)
     assert first == await outcomes(7)
     assert 3 < first.count("fault") < 17
+
+
+def conversation(*turns: str, system: str = WRITER_SYSTEM) -> list[BaseMessage]:
+    """A prompt as the writer gets it: the thread's turns, with ALMA's replies between."""
+    messages: list[BaseMessage] = [SystemMessage(system)]
+    for turn in turns:
+        messages += [HumanMessage(turn), AIMessage("(an earlier reply)")]
+    return messages[:-1]
+
+
+def test_a_statement_about_the_user_gets_a_short_acknowledgement() -> None:
+    reply = simulate_reply(conversation("My name is Ada and I like rivers")).text
+    assert reply.startswith("Nice to meet you, Ada. I'll remember that you like rivers.")
+    assert len(reply.split()) < 30
+
+
+def test_a_piece_uses_what_the_user_said_earlier_not_the_request_text() -> None:
+    poem = simulate_reply(
+        conversation("My name is Ada and I like rivers", "Write a short poem using my name")
+    ).text
+    assert "Ada" in poem and "rivers" in poem
+    assert "using my name" not in poem and "Write" not in poem
+    haiku = simulate_reply(
+        conversation("I'm Priya and I study chemistry.", "Write a haiku about my field of study")
+    ).text
+    assert "chemistry" in haiku and "field of study" not in haiku
+
+
+def test_a_question_about_an_earlier_turn_is_answered_from_it() -> None:
+    said = "My cat is called Miso."
+    assert simulate_reply(conversation(said, "Remind me of my cat's name.")).text == (
+        "You told me that your cat is called Miso."
+    )
+    unknown = simulate_reply(conversation("What is my name?")).text
+    assert unknown.startswith("You haven't told me that")
+
+
+def test_a_synthesis_names_the_earlier_facts_it_bears_on() -> None:
+    request = "What is the project code name?"
+    prompt = conversation("The project code name is BLUEHERON.", request,
+                          system=SYNTHESISER_SYSTEM)  # fmt: skip
+    prompt.append(HumanMessage(SYNTHESISER_REQUEST.format(request=request, findings="(none)")))
+    answer = simulate_reply(prompt).text
+    assert "### What you told me" in answer and "BLUEHERON" in answer

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -12,8 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.utils.redis_server import RedisServer, redis_server
-
-REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+from tests.utils.system_tools import require_tool
 
 
 @dataclass
@@ -61,7 +59,7 @@ def redis_cluster(
             )))  # fmt: skip
         addresses = [f"127.0.0.1:{node.port}" for node in nodes]
         subprocess.run(
-            [REDIS_CLI, "--cluster", "create", *addresses,
+            [require_tool("redis-cli"), "--cluster", "create", *addresses,
              "--cluster-replicas", str(replicas), "--cluster-yes"],
             check=True, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
@@ -74,12 +72,14 @@ def _wait_ok(nodes: list[RedisServer], attempts: int = 100) -> None:
     for _ in range(attempts):
         states = [
             subprocess.run(
-                [REDIS_CLI, "-p", str(node.port), "cluster", "info"],
+                [require_tool("redis-cli"), "-p", str(node.port), "cluster", "info"],
                 capture_output=True, text=True, timeout=10,
             ).stdout
             for node in nodes
         ]  # fmt: skip
         if all("cluster_state:ok" in state for state in states):
             return
-        subprocess.run([REDIS_CLI, "-p", str(nodes[0].port), "ping"], capture_output=True)
+        subprocess.run(
+            [require_tool("redis-cli"), "-p", str(nodes[0].port), "ping"], capture_output=True
+        )
     raise RuntimeError("the cluster did not reach cluster_state:ok")

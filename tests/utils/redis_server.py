@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.utils.processes import ServerProcess, free_port, running
-
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+from tests.utils.system_tools import require_tool
 
 
 @dataclass
@@ -28,7 +26,7 @@ class RedisServer:
 
 def redis_command(port: int, directory: Path, *extra: str) -> list[str]:
     return [
-        REDIS_SERVER,
+        require_tool("redis-server"),
         "--port", str(port),
         "--bind", "127.0.0.1",
         "--save", "",
