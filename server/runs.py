@@ -355,12 +355,18 @@ class RunManager:
         )  # fmt: skip
         await self.records.put(record)
         strategy = params.multitask_strategy
-        if api is None:
-            await self._take_thread(thread_id, run.run_id, strategy)
-        elif not await self._try_take_thread(thread_id, run.run_id, strategy):
-            self.runs[run.run_id] = run
-            run.task = asyncio.create_task(self._queued(run, record, params, context))
-            return run
+        try:
+            if api is None:
+                await self._take_thread(thread_id, run.run_id, strategy)
+            elif not await self._try_take_thread(thread_id, run.run_id, strategy):
+                self.runs[run.run_id] = run
+                run.task = asyncio.create_task(self._queued(run, record, params, context))
+                return run
+        except BaseException:
+            # Refused (a busy thread under `reject`) or abandoned: a run that never
+            # began is not one of the thread's runs.
+            await asyncio.shield(self.records.delete(thread_id, run.run_id))
+            raise
         return await self._begin(run, record, params, context)
 
     async def _queued(

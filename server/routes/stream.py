@@ -184,7 +184,9 @@ async def _serve_socket(
 
     async def send(message: dict[str, Any]) -> None:
         async with lock:
-            await websocket.send_bytes(dumps(message))
+            # Text frames: browsers and the JavaScript SDK parse `event.data` as a
+            # string, and a binary frame reaches them as a Blob or a Buffer.
+            await websocket.send_text(dumps(message).decode())
         sent.inc()
 
     async def on_slow(exc: SlowConsumerError) -> None:

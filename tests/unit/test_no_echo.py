@@ -12,7 +12,7 @@ def refusal(client: TestClient, command: dict[str, object] | str) -> str:
     with client.websocket_connect("/threads/t-echo/stream/events") as socket:
         socket.send_text(command if isinstance(command, str) else json.dumps(command))
         frame = socket.receive()
-        answer = json.loads(frame.get("text") or frame["bytes"])
+        answer = json.loads(frame["text"])
     assert answer["type"] == "error", answer
     return str(answer["message"])
 
