@@ -20,12 +20,9 @@ from redis.asyncio.cluster import RedisCluster
 
 from memory.base import BaseRedisSaver, Batch, Steps, advance
 from memory.connection import (
-    BATCH_ATTEMPTS,
-    REPLAYABLE,
-    FailoverSafeRedisCluster,
     async_client,
     check_server,
-    replay_delay,
+    execute_replaying,
 )
 
 
@@ -97,26 +94,7 @@ class AsyncRedisSaver(BaseRedisSaver):
 
     async def _send(self, batch: Batch) -> list[Any]:
         # Every batch is idempotent, so one that met a dead connection is sent again.
-        for attempt in range(BATCH_ATTEMPTS):
-            try:
-                if batch.transaction and isinstance(self.client, RedisCluster):
-                    # redis-py queues each command of a Cluster transaction from a thread
-                    # with an event loop of its own, and reloads a layout a connection
-                    # error marked stale there — leaving connections tied to that loop
-                    # in the pool. Reloading first, here, keeps them on ours; queueing
-                    # blocks this loop, so nothing can mark the layout stale meanwhile.
-                    await self.client.initialize()
-                pipe = self.client.pipeline(transaction=batch.transaction)
-                batch.queue(pipe)
-                replies: list[Any] = await pipe.execute()
-                return replies
-            except REPLAYABLE:
-                if isinstance(self.client, FailoverSafeRedisCluster):
-                    self.client.forget_layout()  # the slot's master may have changed
-                if attempt == BATCH_ATTEMPTS - 1:
-                    raise
-                await asyncio.sleep(replay_delay(attempt))
-        raise AssertionError("unreachable")
+        return await execute_replaying(self.client, batch.queue, transaction=batch.transaction)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """Fetch a checkpoint: the one `config` names, or the latest of its namespace."""

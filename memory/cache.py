@@ -17,6 +17,8 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
+from memory.connection import execute_replaying
+
 logger = logging.getLogger("alma.memory")
 
 DEFAULT_TTL = 24 * 3600
@@ -67,12 +69,17 @@ class AsyncRedisCache(BaseCache[Any]):
         """Cache values, each with its TTL in seconds."""
         if not pairs:
             return
-        pipe = self.client.pipeline(transaction=False)
-        for (namespace, key), (value, ttl) in pairs.items():
-            packed = ormsgpack.packb(list(self.serde.dumps_typed(value)))
-            pipe.set(self._key(namespace, key), packed, ex=ttl or DEFAULT_TTL)
+        packed = {
+            self._key(namespace, key): (ormsgpack.packb(list(self.serde.dumps_typed(value))), ttl)
+            for (namespace, key), (value, ttl) in pairs.items()
+        }
+
+        def queue(pipe: Any) -> None:
+            for name, (value, ttl) in packed.items():
+                pipe.set(name, value, ex=ttl or DEFAULT_TTL)
+
         try:
-            await pipe.execute()
+            await execute_replaying(self.client, queue)
         except RedisError as exc:
             logger.warning("node cache unavailable, answer not cached: %s", exc)
 

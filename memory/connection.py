@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import redis
 import redis.asyncio
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.cluster import RedisCluster
 from redis.exceptions import ClusterDownError, ConnectionError, TimeoutError
@@ -97,12 +100,50 @@ class FailoverSafeRedisCluster(AsyncRedisCluster):
             await node.disconnect_free_connections()
 
 
-def _options() -> dict[str, Any]:
+async def execute_replaying(
+    client: redis.asyncio.Redis | AsyncRedisCluster,
+    queue: Callable[[Any], object],
+    *,
+    transaction: bool = False,
+) -> list[Any]:
+    """Send the commands `queue` puts on a pipeline, again after a dead connection.
+
+    Only for idempotent batches. After a restart the pool still holds connections the
+    old server closed, and redis-py does not send a pipeline again on a fresh one: the
+    first batch after every restart would fail.
+    """
+    for attempt in range(BATCH_ATTEMPTS):
+        try:
+            if transaction and isinstance(client, AsyncRedisCluster):
+                # redis-py queues each command of a Cluster transaction from a thread
+                # with an event loop of its own, and reloads a layout a connection
+                # error marked stale there — leaving connections tied to that loop
+                # in the pool. Reloading first, here, keeps them on ours; queueing
+                # blocks this loop, so nothing can mark the layout stale meanwhile.
+                await client.initialize()
+            pipe = client.pipeline(transaction=transaction)
+            queue(pipe)
+            replies: list[Any] = await pipe.execute()
+            return replies
+        except REPLAYABLE:
+            if isinstance(client, FailoverSafeRedisCluster):
+                client.forget_layout()  # the slot's master may have changed
+            if attempt == BATCH_ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(replay_delay(attempt))
+    raise AssertionError("unreachable")
+
+
+def _options(*, asynchronous: bool) -> dict[str, Any]:
     # A restarted or failed-over Redis is reconnected to with backoff, so a blip costs
     # a retry, not a restart of the service. redis-py does not replay a pipeline that
-    # meets a pooled connection the restart killed; the savers do (see REPLAYABLE).
+    # meets a pooled connection the restart killed; `execute_replaying` does.
+    # An async client needs the async Retry: given the sync one, its `call_with_retry`
+    # returns the command's coroutine unawaited, so no failure is ever retried and the
+    # first command after every restart fails on a dead pooled connection.
+    kind = AsyncRetry if asynchronous else Retry
     return {
-        "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=2.0), retries=5),
+        "retry": kind(ExponentialWithJitterBackoff(base=0.05, cap=2.0), retries=5),
         "retry_on_error": [ConnectionError, TimeoutError],
         "socket_connect_timeout": 5.0,
         "socket_timeout": 10.0,
@@ -125,10 +166,10 @@ def async_client(
     """
     if cluster:
         return FailoverSafeRedisCluster.from_url(
-            url, retry=_options()["retry"], max_connections=max_connections
+            url, retry=_options(asynchronous=True)["retry"], max_connections=max_connections
         )
     pool = redis.asyncio.BlockingConnectionPool.from_url(
-        url, max_connections=max_connections, timeout=pool_timeout, **_options()
+        url, max_connections=max_connections, timeout=pool_timeout, **_options(asynchronous=True)
     )
     return redis.asyncio.Redis.from_pool(pool)
 
@@ -136,8 +177,8 @@ def async_client(
 def sync_client(url: str, *, cluster: bool = False) -> redis.Redis | RedisCluster:
     """A sync client for `url`, resilient to restarts."""
     if cluster:
-        return RedisCluster.from_url(url, retry=_options()["retry"])
-    return redis.Redis.from_url(url, **_options())
+        return RedisCluster.from_url(url, retry=_options(asynchronous=False)["retry"])
+    return redis.Redis.from_url(url, **_options(asynchronous=False))
 
 
 def check_server(info: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ import openai
 from langgraph.errors import NodeError, NodeTimeoutError
 from langgraph.graph import END
 from langgraph.types import Command
+from redis.exceptions import RedisError
 from typing_extensions import TypedDict
 
 logger = logging.getLogger("alma.nodes")
@@ -28,6 +29,7 @@ class ErrorCode(StrEnum):
     PROVIDER_REJECTED = "provider_rejected"
     INVALID_MODEL_OUTPUT = "invalid_model_output"
     CONTEXT_OVERFLOW = "context_overflow"
+    STORAGE_UNAVAILABLE = "storage_unavailable"
     INTERNAL = "internal"
 
 
@@ -124,6 +126,10 @@ def _classify(exc: BaseException) -> tuple[ErrorCode, bool]:
         if exc.status_code >= 500:
             return ErrorCode.PROVIDER_UNAVAILABLE, True
         return ErrorCode.PROVIDER_REJECTED, False
+    if isinstance(exc, RedisError):
+        # The conversation store failed under a subgraph (its checkpoints): as the
+        # service reports a run that lost its storage, and worth trying again.
+        return ErrorCode.STORAGE_UNAVAILABLE, True
     return ErrorCode.INTERNAL, False
 
 
@@ -134,6 +140,7 @@ _MESSAGES = {
     ErrorCode.PROVIDER_REJECTED: "The model provider rejected the request",
     ErrorCode.INVALID_MODEL_OUTPUT: "The model's answer was not in the expected form",
     ErrorCode.CONTEXT_OVERFLOW: "The message is too long for the model's context",
+    ErrorCode.STORAGE_UNAVAILABLE: "The conversation storage failed",
     ErrorCode.INTERNAL: "An internal error stopped the answer",
 }
 

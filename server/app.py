@@ -9,12 +9,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 
 from server.logs import configure_logging
 from server.middleware import BodyLimit, PlainTextJson, RequestContext
 from server.routes import assistants, health, page, runs, stream, threads
 from server.services import open_services
 from server.settings import Settings
+from server.storage_outage import storage_unavailable
 from server.version import VERSION
 
 
@@ -67,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Added last, so it wraps everything: even a refused request gets an id and a line.
     app.add_middleware(RequestContext)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(RedisError, storage_unavailable)
     app.include_router(health.router)
     app.include_router(assistants.router)
     app.include_router(threads.router)

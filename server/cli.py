@@ -25,7 +25,6 @@ from memory.settings import MemorySettings
 from nodes.errors import AlmaError
 from nodes.models import ModelProvider, ModelSettings
 from nodes.run_context import RunContext
-from server.assistants import RUN_METADATA
 from server.auth import LOCAL_OWNER, new_key
 from server.client import CommandError, open_thread
 from server.logs import configure_logging
@@ -183,7 +182,7 @@ async def _chat(args: argparse.Namespace) -> int:
                 except ThreadTakenError:
                     print(f"alma: thread {thread_id} belongs to another owner", file=sys.stderr)
                     return 1
-                await threads.touch(thread_id, RUN_METADATA)
+                await threads.run_created(thread_id)
                 report = await render_run(
                     graph, message, config=config, context=context, style=style
                 )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -42,6 +42,8 @@ class ProtocolClient:
         self.close_reason = ""
         self._answers: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._next_id = 0
+        self.started: set[str] = set()
+        """The runs this client started: only their ends end `until_terminal`."""
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -102,21 +104,32 @@ class ProtocolClient:
             **params,
         )
         run_id: str = result["run_id"]
+        self.started.add(run_id)
         return run_id
 
     async def next_event(self, timeout: float | None = 30) -> dict[str, Any] | None:
         """The next event, or `None` once the connection has closed."""
         return await asyncio.wait_for(self.events.get(), timeout)
 
+    def ends_run(self, event: Mapping[str, Any]) -> bool:
+        """Whether `event` ends a run this client started (any run, if it started none).
+
+        A thread's log also holds other runs' ends, replayed or re-logged: none of those
+        is one of this client's.
+        """
+        if not is_terminal(event):
+            return False
+        return not self.started or event["params"]["data"].get("run_id") in self.started
+
     async def until_terminal(self, timeout: float = 60) -> list[dict[str, Any]]:
-        """Events up to and including the run's root terminal lifecycle event."""
+        """Events up to and including the end of the run (see `ends_run`)."""
         collected: list[dict[str, Any]] = []
         while True:
             event = await self.next_event(timeout)
             if event is None:
                 return collected
             collected.append(event)
-            if is_terminal(event):
+            if self.ends_run(event):
                 return collected
 
     async def aclose(self) -> None:

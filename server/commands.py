@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, ValidationError
+from redis.exceptions import RedisError
 
 from server.auth import Principal
 from server.broker import SlowConsumerError, Subscription
@@ -263,7 +264,7 @@ async def close_connection(services: Services, connection: Connection) -> None:
     for run_id in connection.cancel_on_close:
         run = services.runs.runs.get(run_id)
         if run is not None:
-            with contextlib.suppress(ProtocolError):
+            with contextlib.suppress(ProtocolError, RedisError):
                 await services.runs.cancel(run.thread_id, run_id)
 
 

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
+from memory.connection import execute_replaying
 from server.events import dumps
 
 _DUPLICATE_ID = "equal or smaller than the target stream top item"
@@ -62,22 +63,26 @@ class RedisEventLog:
         if not events:
             return
         key = self.key(thread_id)
-        pipe = self.client.pipeline(transaction=False)
-        for event in events:
-            pipe.xadd(
-                key,
-                {"e": dumps(event)},
-                id=f"0-{event['seq']}",
-                maxlen=self.maxlen,
-                approximate=True,
-            )
-        pipe.expire(key, self.ttl)
+
+        def queue(pipe: Any) -> None:
+            for event in events:
+                pipe.xadd(
+                    key,
+                    {"e": dumps(event)},
+                    id=f"0-{event['seq']}",
+                    maxlen=self.maxlen,
+                    approximate=True,
+                )
+            pipe.expire(key, self.ttl)
+
         try:
-            await pipe.execute()
+            # A batch that met a connection a Redis restart closed is sent again on a
+            # fresh one: a run never ends with its events unlogged for that.
+            await execute_replaying(self.client, queue)
         except ResponseError as exc:
-            # redis-py sends a pipeline again when it loses the connection, as a Cluster
-            # client does to every connection while a master fails over. If the first
-            # send got through, its entries refuse to be added twice: that is success.
+            # A batch is sent again when it loses the connection (as a Cluster client
+            # does to every connection while a master fails over). If an earlier send
+            # got through, its entries refuse to be added twice: that is success.
             if _DUPLICATE_ID not in str(exc) or await self.last_seq(thread_id) < events[-1]["seq"]:
                 raise
             await self.client.expire(key, self.ttl)

@@ -40,21 +40,30 @@ def to_wire(value: Any) -> Any:
     return orjson.loads(dumps(value))
 
 
-def from_graph(event: Mapping[str, Any]) -> dict[str, Any]:
+def from_graph(
+    event: Mapping[str, Any], graph_names: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Normalise one event of `astream_events(version="v3")` for the wire (no seq yet).
 
     LangGraph reports a subgraph's lifecycle at the parent's namespace with the
     subgraph's own in `data.namespace`; clients (the SDK among them) read the
     subgraph's namespace from `params.namespace`, and take a root-namespace
-    `completed` as the end of the run, so it is moved there.
+    `completed` as the end of the run, so it is copied there, as LangGraph's server
+    does. Its end names the subgraph too, from `graph_names` (namespace → graph name,
+    filled as subgraphs start; one mapping per run).
     """
     method = event["method"]
     params = dict(event["params"])
     data = params.get("data")
     if method == "lifecycle" and isinstance(data, dict) and "namespace" in data:
         data = dict(data)
-        params["namespace"] = list(data.pop("namespace"))
-        data.pop("trigger_call_id", None)
+        params["namespace"] = list(data["namespace"])
+        if graph_names is not None:
+            where = "|".join(data["namespace"])
+            if "graph_name" in data:
+                graph_names[where] = data["graph_name"]
+            elif where in graph_names:
+                data["graph_name"] = graph_names[where]
     elif method == "messages" and isinstance(data, list | tuple) and len(data) == 2:
         # LangGraph pairs each message event with the whole run metadata; the wire
         # carries the event and the node that produced it.
@@ -75,13 +84,18 @@ def from_graph(event: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def lifecycle(
-    status: Literal["started", "completed", "failed", "interrupted"],
+    status: Literal["running", "completed", "failed", "interrupted"],
     *,
     run_id: str,
     error: str | None = None,
     code: str | None = None,
 ) -> dict[str, Any]:
-    """A root lifecycle event: the run started, or ended and how."""
+    """A root lifecycle event: the run is running, or ended and how.
+
+    The root says `running` where a subgraph says `started`, as LangGraph's server does:
+    the JavaScript SDK marks a thread loading, and opens a run's message boundary, on a
+    root `running`.
+    """
     data: dict[str, Any] = {"event": status, "graph_name": "manager", "run_id": run_id}
     if error is not None:
         data["error"] = error

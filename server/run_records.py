@@ -17,6 +17,8 @@ import orjson
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
+from memory.connection import execute_replaying
+
 RunStatus = Literal["pending", "running", "success", "error", "timeout", "interrupted"]
 ACTIVE: frozenset[str] = frozenset({"pending", "running"})
 
@@ -104,11 +106,14 @@ class RedisRunRecords:
         """Store (or replace) a record, stamping `updated_at`."""
         record.updated_at = now_iso()
         key = self.key(record.thread_id)
-        pipe = self.client.pipeline(transaction=False)
-        pipe.hset(key, record.run_id, orjson.dumps(asdict(record)))
-        if self.ttl:
-            pipe.expire(key, self.ttl)
-        await pipe.execute()
+        packed = orjson.dumps(asdict(record))
+
+        def queue(pipe: Any) -> None:
+            pipe.hset(key, record.run_id, packed)
+            if self.ttl:
+                pipe.expire(key, self.ttl)
+
+        await execute_replaying(self.client, queue)
 
     async def get(self, thread_id: str, run_id: str) -> RunRecord | None:
         """One run of a thread."""

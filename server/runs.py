@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -274,7 +274,7 @@ class RunManager:
         spend_tokens: Callable[[str, int], Awaitable[None]] | None = None,
         observability: Observability | None = None,
         records: RunRecords | None = None,
-        on_start: Callable[[str], Awaitable[object]] | None = None,
+        on_start: Callable[[str], Awaitable[Mapping[str, Any]]] | None = None,
         on_temporary_end: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.graph = graph
@@ -289,7 +289,8 @@ class RunManager:
         self.observability = observability or Observability()
         self.records: RunRecords = records or MemoryRunRecords()
         self._on_start = on_start
-        """Told of every run's thread as it starts (threads' `updated_at`)."""
+        """Told of every run's thread as it is created (threads' `updated_at`); answers
+        the thread's metadata, which the run's metadata starts from."""
         self._on_temporary_end = on_temporary_end
         """Deletes a stateless run's thread when the run has ended."""
         self.runs: dict[str, Run] = {}
@@ -342,6 +343,11 @@ class RunManager:
                 f"unknown assistant_id {params.assistant_id!r}; this server runs 'manager'",
             )
         context = self._context(params)
+        if self._on_start is not None:
+            with contextlib.suppress(RedisError, OSError):
+                # As on LangGraph's server, a run's metadata (and so its checkpoints')
+                # starts from its thread's, and the request's own keys win.
+                params.metadata = {**await self._on_start(thread_id), **params.metadata}
         run = Run(
             run_id=str(uuid.uuid4()), thread_id=thread_id, limit_key=limit_key, owner=owner,
             api=api,
@@ -406,8 +412,6 @@ class RunManager:
         record.status, record.first_seq = "running", first_seq
         with contextlib.suppress(RedisError, OSError):
             await self.records.put(record)
-            if self._on_start is not None:
-                await self._on_start(thread_id)
         with bound(run_id=run.run_id, thread_id=thread_id, owner=run.owner):
             run.task = asyncio.create_task(self._execute(run, active, params, context, record))
         with contextlib.suppress(Exception):
@@ -520,7 +524,7 @@ class RunManager:
         metrics.RUNS_ACTIVE.inc()
         terminal: dict[str, Any]
         try:
-            await emitter.emit(lifecycle("started", run_id=run.run_id))
+            await emitter.emit(lifecycle("running", run_id=run.run_id))
             if run.api is None:
                 await self._stream_protocol(run, params, config, context, emitter)
             else:
@@ -592,8 +596,9 @@ class RunManager:
             context=context,
             transformers=[CustomTransformer, UpdatesTransformer],
         )
+        graph_names: dict[str, str] = {}
         async for event in stream:
-            wire = from_graph(event)
+            wire = from_graph(event, graph_names)
             self._remember_answer(run, wire)
             _note_progress(run, wire)
             await emitter.emit(wire)
@@ -700,9 +705,16 @@ class RunManager:
             self._held.discard(placeholder.run_id)
 
     async def _ending(self, thread_id: str, holder: ActiveRun) -> bool:
-        """Whether the holder's run already logged its terminal event (lease not yet let go)."""
+        """Whether the holder's run has ended (lease not yet let go).
+
+        Ended: its terminal event is logged, or it runs here and is winding down — still
+        writing its end, which a storage outage can hold up for seconds of retries.
+        """
         if holder.first_seq == 0:
             return False  # a start still choosing its first seq: not ending
+        local = self.runs.get(holder.run_id)
+        if local is not None and local.winding_down:
+            return True
         ended = await self._last_run_ended(thread_id)
         return ended is not None and ended >= holder.first_seq
 
@@ -733,7 +745,7 @@ class RunManager:
         started = next(
             (e for e in reversed(recent)
              if e["method"] == "lifecycle" and not e["params"].get("namespace")
-             and e["params"]["data"].get("event") == "started"),
+             and e["params"]["data"].get("event") == "running"),
             None,
         )  # fmt: skip
         run_id = started["params"]["data"].get("run_id", "unknown") if started else "unknown"

@@ -20,9 +20,9 @@ from graphs.manager import build_manager_graph
 from memory.factory import Memory, open_memory
 from nodes.models import ModelProvider
 from nodes.run_context import RunContext
-from server.assistants import RUN_METADATA
 from server.auth import KeyRing
 from server.broker import Broker
+from server.checkpoint_metadata import stamp_thread
 from server.coordination import (
     Control,
     MemoryControl,
@@ -92,7 +92,11 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     async with open_memory(settings) as memory:
         graph = build_manager_graph(
             provider=provider,
-            checkpointer=(time_checkpointer(memory.checkpointer) if memory.checkpointer else None),
+            checkpointer=(
+                stamp_thread(time_checkpointer(memory.checkpointer))
+                if memory.checkpointer
+                else None
+            ),
             cache=memory.cache,
             cache_ttl=memory.cache_ttl,
         )
@@ -165,7 +169,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             observability=observability,
             records=run_records,
             on_temporary_end=lambda thread_id: forget_thread(services, thread_id),
-            on_start=lambda thread_id: services.threads.touch(thread_id, RUN_METADATA),
+            on_start=lambda thread_id: services.threads.run_created(thread_id),
         )
         keys = KeyRing(settings.key_owners())
         if not keys.required:

@@ -16,7 +16,6 @@ from langgraph.graph.state import CompiledStateGraph
 from graphs.manager import ANSWER_NODES, DRAFT_NODES
 from nodes.run_context import RunContext
 from server.client import ProtocolClient
-from server.events import is_terminal
 
 # The analysis steps stream as working notes; the planner's and router's raw output is
 # shown in digested form instead.
@@ -211,7 +210,7 @@ async def render_remote_run(
             printer.progress(data.get("payload"))
         elif event["method"] == "updates" and not params.get("namespace"):
             printer.update(data.get("values"))
-        elif is_terminal(event):
+        elif client.ends_run(event):
             ending = data
             break
     state = (await client.call("state.get")).get("values") or {}

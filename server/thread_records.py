@@ -19,6 +19,8 @@ import orjson
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
+from memory.connection import execute_replaying
+from server.assistants import RUN_METADATA
 from server.owners import MAX_INDEXED, MemoryThreadOwners, RedisThreadOwners, ThreadOwners
 from server.run_records import now_iso
 
@@ -159,10 +161,12 @@ class RedisThreadRecords:
         """The records of `thread_ids`, in order, in one round trip."""
         if not thread_ids:
             return []
-        pipe = self.client.pipeline(transaction=False)
-        for thread_id in thread_ids:
-            pipe.hgetall(self.key(thread_id))
-        found: list[Any] = await pipe.execute()
+
+        def queue(pipe: Any) -> None:
+            for thread_id in thread_ids:
+                pipe.hgetall(self.key(thread_id))
+
+        found = await execute_replaying(self.client, queue)
         return [
             _record(thread_id, [part for pair in raw.items() for part in pair])
             for thread_id, raw in zip(thread_ids, found, strict=True)
@@ -251,6 +255,13 @@ class Threads:
         """
         await self.ensure(thread_id, owner)
         await self.owners.remember(owner, thread_id, title)
+
+    async def run_created(self, thread_id: str) -> dict[str, Any]:
+        """A run was created on the thread; the thread's metadata, which the run starts from.
+
+        Its times move, and it names the graph that runs it, as on LangGraph's server.
+        """
+        return (await self.touch(thread_id, RUN_METADATA)).metadata
 
     async def touch(
         self, thread_id: str, metadata: Mapping[str, Any] | None = None, *, state: bool = True

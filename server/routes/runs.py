@@ -306,7 +306,7 @@ async def _frames(
             data = params["data"]
             if data.get("run_id") != run_id:
                 continue
-            if data.get("event") == "started":
+            if data.get("event") == "running":
                 inside = True
             elif is_terminal(event):
                 if data.get("event") == "failed" and data.get("code") != "cancelled":

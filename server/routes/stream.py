@@ -12,6 +12,7 @@ import orjson
 from fastapi import APIRouter, Response, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 from starlette.websockets import WebSocketState
 
 from server.auth import (
@@ -38,6 +39,7 @@ from server.metrics import MESSAGES_SENT, SLOW_CONSUMERS, SSE_OPEN, WEBSOCKETS_O
 from server.protocol import Command, CommandAnswer, ProtocolError, SubscribeParams, failure
 from server.services import Services
 from server.sse import HEADERS, with_heartbeats
+from server.storage_outage import close_for_outage
 from server.validation import describe_invalid
 
 router = APIRouter(prefix="/threads", tags=["stream"])
@@ -165,14 +167,19 @@ async def event_socket(websocket: WebSocket, thread_id: ThreadId, services: WsSe
         await websocket.close(CLOSE_POLICY, str(exc))
         return
     slot = f"ws-{uuid.uuid4().hex}"
-    verdict = await services.limits.open_connection(principal.limit_key, slot)
+    try:
+        verdict = await services.limits.open_connection(principal.limit_key, slot)
+    except RedisError as exc:
+        await close_for_outage(websocket, exc)
+        return
     if not verdict.allowed:
         await websocket.close(CLOSE_POLICY, verdict.explain(principal.owner))
         return
     try:
         await _serve_socket(websocket, thread_id, services, principal)
     finally:
-        await services.limits.close_connection(principal.limit_key, slot)
+        with contextlib.suppress(RedisError):
+            await services.limits.close_connection(principal.limit_key, slot)
 
 
 async def _serve_socket(
@@ -217,6 +224,8 @@ async def _serve_socket(
             await send(await execute(services, thread_id, command, connection, principal))
     except (WebSocketDisconnect, RuntimeError):
         return
+    except RedisError as exc:
+        await close_for_outage(websocket, exc)
     finally:
         WEBSOCKETS_OPEN.dec()
         services.connections.discard(websocket)

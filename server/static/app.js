@@ -254,7 +254,7 @@ function onEvent(event) {
   const { method, params } = event;
   const data = params.data || {};
   const root = !params.namespace || params.namespace.length === 0;
-  if (method === "lifecycle" && root && data.event === "started") {
+  if (method === "lifecycle" && root && data.event === "running") {
     // The turn `send` opened is this run's, whichever of its answer and this event came
     // first; a run started elsewhere (another tab) gets a turn of its own.
     if (!page.turn || (page.turn.runId && page.turn.runId !== data.run_id)) page.turn = new Turn();

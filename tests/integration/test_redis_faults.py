@@ -67,3 +67,17 @@ async def test_redis_killed_mid_run_fails_cleanly_and_recovers(tmp_path: Path) -
         assert state.get("error") is None
         assert state["messages"][0].text == "Write a haiku about rivers"
         await client.aclose()
+
+
+async def test_the_first_command_after_a_restart_is_sent_again_on_a_fresh_connection(
+    tmp_path: Path,
+) -> None:
+    with redis_server(tmp_path, *DURABLE) as server:
+        client = async_client(server.url)
+        await client.set("kept", "1")
+        server.process.kill()
+        # Every pooled connection now belongs to a server that is gone.
+        with redis_server(tmp_path, *DURABLE, port=server.port):
+            assert await client.get("kept") == b"1"
+            assert await client.register_script("return 7")(keys=[], args=[]) == 7
+        await client.aclose()

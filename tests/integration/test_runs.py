@@ -230,3 +230,21 @@ async def test_commands_work_over_plain_http(service: Service) -> None:
     assert state.json()["result"]["values"]["messages"][-1]["type"] == "ai"
     assert len(listing.json()["result"]["checkpoints"]) == 3
     await asyncio.sleep(0)
+
+
+async def test_waiting_for_a_run_does_not_take_an_earlier_runs_end_for_its_own(
+    service: Service,
+) -> None:
+    thread_id = thread()
+    async with open_thread(service.url, thread_id) as first:
+        await first.subscribe("lifecycle")
+        earlier = await first.start("Write a haiku about rivers", context={"route": "creative"})
+        await first.until_terminal()
+    async with open_thread(service.url, thread_id) as second:
+        # From the start of the thread's log: the earlier run's end comes first.
+        await second.subscribe("lifecycle", since=0)
+        later = await second.start("Write a haiku about seas", context={"route": "creative"})
+        events = await second.until_terminal()
+    ended = terminal_of(events)
+    assert ended["run_id"] == later != earlier
+    assert any(is_terminal(e) and e["params"]["data"]["run_id"] == earlier for e in events)

@@ -57,7 +57,7 @@ async def test_sdk_thread_stream_receives_tokens_lifecycle_and_values(
 
     assert started["run_id"]
     methods = [e["method"] for e in events]
-    assert methods[0] == "lifecycle" and events[0]["params"]["data"]["event"] == "started"
+    assert methods[0] == "lifecycle" and events[0]["params"]["data"]["event"] == "running"
     assert events[-1]["params"]["data"]["event"] == "completed"
     seqs = [e["seq"] for e in events]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)

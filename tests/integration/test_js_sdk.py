@@ -1,0 +1,110 @@
+"""The official JavaScript SDK (`@langchain/langgraph-sdk`, on Node), ALMA beside `langgraph dev`.
+
+`tests/js/drive.mjs` plays one scenario against a server with the SDK as a browser or
+Node application would, and prints what it saw. Each scenario runs against both servers,
+which serve the same graph on the same simulated model: the facts (event names in order,
+statuses, the answers' text) must be equal, and the answers must have the same shape.
+The SDK comes from `tests/js/package-lock.json` (`npm ci --prefix tests/js`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.utils.langgraph_dev import langgraph_dev
+from tests.utils.processes import ROOT
+from tests.utils.redis_server import RedisServer
+from tests.utils.service import alma_service
+from tests.utils.shapes import differences
+from tests.utils.system_tools import require_tool
+
+pytestmark = pytest.mark.integration
+
+JS = ROOT / "tests" / "js"
+PACE = {"ALMA_SIMULATED_TOKENS_PER_SECOND": "150"}
+"""Runs of a second or more, so that a cancel and a second run meet a running one."""
+
+
+@dataclass(frozen=True)
+class Pair:
+    alma: str
+    dev: str
+
+
+@pytest.fixture(scope="module")
+def servers(redis: RedisServer) -> Iterator[Pair]:
+    if not (JS / "node_modules" / "@langchain" / "langgraph-sdk").is_dir():
+        pytest.fail("the JavaScript SDK is not installed: npm ci --prefix tests/js", pytrace=False)
+    tag = uuid.uuid4().hex[:6]
+    with (
+        alma_service(redis.url, prefix=f"js-{tag}", env=PACE) as alma,
+        langgraph_dev(redis.url, prefix=f"jsdev-{tag}", env=PACE) as dev,
+    ):
+        yield Pair(alma=alma.url, dev=dev)
+
+
+async def drive(scenario: str, url: str) -> dict[str, Any]:
+    # Node 20 has a global WebSocket only behind this flag; the SDK's WebSocket
+    # transport uses the global one, as in a browser.
+    node = await asyncio.create_subprocess_exec(
+        require_tool("node"), "--experimental-websocket", str(JS / "drive.mjs"), scenario, url,
+        cwd=JS, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await node.communicate()
+    assert node.returncode == 0, f"{scenario} against {url}: {err.decode()[-2000:]}"
+    seen: dict[str, Any] = json.loads(out)
+    return seen
+
+
+async def both(servers: Pair, scenario: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    ours, theirs = await asyncio.gather(drive(scenario, servers.alma), drive(scenario, servers.dev))
+    assert differences(ours["raw"], theirs["raw"]) == []
+    return ours["facts"], theirs["facts"]
+
+
+async def test_assistants_are_the_same(servers: Pair) -> None:
+    ours, theirs = await both(servers, "assistants")
+    assert ours == theirs
+    assert "analytical" in ours["graph_nodes"] and "creative" in ours["graph_nodes"]
+
+
+async def test_threads_are_created_found_updated_and_deleted_alike(servers: Pair) -> None:
+    ours, theirs = await both(servers, "threads")
+    assert ours == theirs == {
+        "status": "idle", "metadata": {"team": "js", "level": 2}, "found": True,
+        "after_delete": 404,
+    }  # fmt: skip
+
+
+async def test_every_stream_mode_streams_the_same_events(servers: Pair) -> None:
+    ours, theirs = await both(servers, "stream-modes")
+    assert ours == theirs
+    assert any("analytical" in name for name in ours["values subgraphs"])
+
+
+async def test_wait_join_state_history_and_stateless_runs_agree(servers: Pair) -> None:
+    ours, theirs = await both(servers, "wait-join-state")
+    assert ours == theirs
+    assert ours["run_statuses"] == ["success", "success"]
+    assert ours["joined_text"].startswith("## Answer")
+
+
+async def test_cancel_and_multitask_strategies_agree(servers: Pair) -> None:
+    ours, theirs = await both(servers, "cancel-multitask")
+    assert ours == theirs == {"rejected": 409, "runs": 2, "cancelled": "interrupted",
+                              "queued": "success"}  # fmt: skip
+
+
+@pytest.mark.parametrize("transport", ["websocket", "sse"])
+async def test_thread_streams_agree_over_both_transports(servers: Pair, transport: str) -> None:
+    ours, theirs = await both(servers, f"thread-stream-{transport}")
+    assert ours == theirs
+    assert ours["events"][0] == "lifecycle:running"
+    assert ours["text"].count("\n") == 2  # the haiku, token by token
