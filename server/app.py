@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 
 from server.logs import configure_logging
 from server.middleware import BodyLimit, PlainTextJson, RequestContext
-from server.routes import assistants, health, page, runs, stream, threads
+from server.routes import assistants, docs, health, page, runs, stream, threads
 from server.services import open_services
 from server.settings import Settings
 from server.storage_outage import storage_unavailable
@@ -49,6 +49,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="A manager agent that routes to creative or analytical subgraphs, streamed.",
         version=VERSION,
         lifespan=lifespan,
+        # Served by routes/docs.py instead, behind the same key check as /metrics.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     app.add_middleware(PlainTextJson)
     if settings.cors_origins:
@@ -76,5 +80,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(runs.router)
     app.include_router(stream.router)
     app.include_router(page.router)
+    app.include_router(docs.router)
     app.mount("/static", page.static_files(), name="static")
     return app

@@ -190,6 +190,15 @@ async def _subscription(
     broker = services.broker
     if command.method == "subscription.subscribe":
         params = _params(SubscribeParams, command.params)
+        most = services.settings.max_subscriptions
+        if len(connection.subscriptions) >= most:
+            # Each subscription is a queue and a copy of every event it matches: one
+            # connection must not make the server hold and send thousands.
+            raise ProtocolError(
+                "permission_denied",
+                f"this connection already holds {most} subscriptions, the most allowed "
+                "(ALMA_MAX_SUBSCRIPTIONS); unsubscribe one first",
+            )
         subscription = await broker.subscribe(thread_id, params)
         _attach(services, connection, subscription)
         return {"subscription_id": subscription.id}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Request, WebSocket, status
@@ -44,6 +45,22 @@ def get_principal(request: Request, services: ServicesDep) -> Principal:
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def operator_endpoint(name: str) -> Callable[[Request, Services], None]:
+    """A dependency: operational endpoint `name` needs a key, as every route does.
+
+    Unless no key is required at all (development), or the operator opened it with
+    `ALMA_OPEN_ENDPOINTS` (a scraper on a private network, public API docs).
+    """
+
+    def check(request: Request, services: ServicesDep) -> None:
+        if name not in services.settings.open_endpoints:
+            get_principal(request, services)
+
+    return check
+
+
 ThreadId = Annotated[str, Path(pattern=THREAD_ID_PATTERN, max_length=128)]
 """A thread id in a path, validated (1-128 of letters, digits and `._:@-`)."""
 

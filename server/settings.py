@@ -34,6 +34,8 @@ def _comma_list(value: Any) -> Any:
 
 
 CommaList = Annotated[list[str], NoDecode]
+OPERATOR_ENDPOINTS = frozenset({"metrics", "stats", "docs"})
+"""Endpoints for operators, keyed in production unless `open_endpoints` names them."""
 
 
 class Settings(ModelSettings, MemorySettings):
@@ -52,6 +54,13 @@ class Settings(ModelSettings, MemorySettings):
         default_factory=list,
         description="Comma-separated `owner:sha256:<hex digest of the key>` entries "
         "(`alma keygen OWNER` makes one); keys themselves are never configured.",
+    )
+    open_endpoints: CommaList = Field(
+        default_factory=list,
+        description="When API keys are required: which operational endpoints still answer "
+        "without one — any of `metrics`, `stats`, `docs` (`/docs` and `/openapi.json`). "
+        "None by default: a scraper sends a key of its own (`alma keygen prometheus`). "
+        "Without keys (development) every one is open.",
     )
     cors_origins: CommaList = Field(
         default_factory=list,
@@ -85,6 +94,12 @@ class Settings(ModelSettings, MemorySettings):
         default=2_000,
         ge=16,
         description="Events a connection may have unsent before it is closed as too slow.",
+    )
+    max_subscriptions: int = Field(
+        default=32,
+        ge=1,
+        le=10_000,
+        description="Subscriptions one WebSocket connection may hold at once.",
     )
     run_lease_seconds: float = Field(
         default=30.0, gt=1, description="A crashed process frees its threads after this."
@@ -188,7 +203,19 @@ class Settings(ModelSettings, MemorySettings):
         description="LangSmith API URL (self-hosted LangSmith).",
     )
 
-    @field_validator("api_keys", "cors_origins", "forwarded_allow_ips", mode="before")
+    @field_validator("open_endpoints")
+    @classmethod
+    def _known_endpoints(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - OPERATOR_ENDPOINTS)
+        if unknown:
+            raise ValueError(
+                f"unknown endpoint(s) {', '.join(unknown)}; any of metrics, stats, docs"
+            )
+        return value
+
+    @field_validator(
+        "api_keys", "cors_origins", "forwarded_allow_ips", "open_endpoints", mode="before"
+    )
     @classmethod
     def _split(cls, value: Any) -> Any:
         return _comma_list(value)

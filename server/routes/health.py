@@ -6,14 +6,14 @@ import asyncio
 import time
 from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 from langgraph.version import __version__ as LANGGRAPH_VERSION
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
 from server import metrics
-from server.deps import ServicesDep
+from server.deps import ServicesDep, operator_endpoint
 from server.metrics import ComponentState
 from server.version import VERSION
 
@@ -180,7 +180,7 @@ async def read_ok() -> Ok:
     return Ok()
 
 
-@router.get("/stats")
+@router.get("/stats", dependencies=[Depends(operator_endpoint("stats"))])
 async def read_stats(services: ServicesDep) -> Stats:
     """Live runs, subscriptions, connections and tasks of this process."""
     return Stats(
@@ -235,6 +235,7 @@ async def read_ready(services: ServicesDep) -> JSONResponse:
 
 @router.get(
     "/metrics",
+    dependencies=[Depends(operator_endpoint("metrics"))],
     response_class=Response,
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format."}},
 )

@@ -421,7 +421,10 @@ async function refreshThreads() {
 
 async function refreshLive() {
   try {
-    const response = await fetch("/stats");
+    // Keyed like every route when the service requires keys; a figure that cannot be
+    // read yet is not a reason to ask for the key again.
+    const headers = page.key ? { authorization: `Bearer ${page.key}` } : {};
+    const response = await fetch("/stats", { headers });
     if (!response.ok) return;
     const { live } = await response.json();
     $("live-active").textContent = String(Math.round(live.runs_active));
