@@ -12,7 +12,13 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
 from server.logs import configure_logging
-from server.middleware import BodyLimit, PlainTextJson, RequestContext
+from server.middleware import (
+    BodyLimit,
+    KeylessGuard,
+    PlainTextJson,
+    RequestContext,
+    keyless_hosts,
+)
 from server.routes import assistants, docs, health, page, runs, stream, threads
 from server.services import open_services
 from server.settings import Settings
@@ -70,6 +76,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                             "x-pagination-total", "x-pagination-next"],
         )  # fmt: skip
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    if not settings.key_owners():
+        app.add_middleware(
+            KeylessGuard,
+            hosts=keyless_hosts(settings.host, settings.allowed_hosts),
+            origins=settings.cors_origins,
+        )
     # Added last, so it wraps everything: even a refused request gets an id and a line.
     app.add_middleware(RequestContext)
     app.add_exception_handler(RequestValidationError, _invalid_request)

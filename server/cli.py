@@ -107,6 +107,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     workers = args.workers or settings.workers
     if args.verbose:
         os.environ["ALMA_LOG_LEVEL"] = "debug"  # the workers read their settings anew
+    if args.host:
+        # The app guards a keyless server by the address it is bound to.
+        os.environ["ALMA_HOST"] = args.host
     with _metrics_directory(workers):
         uvicorn.run(
             "server.app:create_app",

@@ -7,7 +7,10 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Sequence
 
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.logs import bound
@@ -172,3 +175,74 @@ class PlainTextJson:
 
 def _is_plain_text(content_type: bytes) -> bool:
     return content_type.split(b";", 1)[0].strip().lower() == b"text/plain"
+
+
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _hostname(host: str) -> str:
+    """`example.com:8000` → `example.com`; `[::1]:8000` → `::1`."""
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0].lower()
+    return host.rsplit(":", 1)[0].lower() if host.count(":") == 1 else host.lower()
+
+
+class KeylessGuard:
+    """Without API keys, only this machine's own pages and clients may reach the service.
+
+    Two ways a web page on another site could otherwise use a development server: a
+    cross-site `POST` with a `text/plain` body (no preflight, so CORS never asks), and a
+    host name of its own rebound to this machine's address (same-origin to the browser).
+    A request naming a host that is not allowed is refused, and so is a state-changing
+    request from a browser page on an origin other than the service's own or a
+    configured one. Clients that are not browsers send no `Origin` and pass.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, hosts: frozenset[str] | None, origins: Sequence[str]
+    ) -> None:
+        """Answer only `hosts` (any, if `None`) and unsafe requests from `origins`."""
+        self.app = app
+        self.hosts = hosts
+        self.origins = list(origins)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Refuse what a foreign page could send; pass the rest on."""
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        host = headers.get("host", "")
+        if self.hosts is not None and _hostname(host) not in self.hosts:
+            await self._refuse(scope, receive, send, "host name not allowed (ALMA_ALLOWED_HOSTS)")
+            return
+        origin = headers.get("origin")
+        unsafe = scope["type"] == "http" and scope["method"] not in _SAFE_METHODS
+        if unsafe and origin is not None and not _same_or_listed(origin, host, self.origins):
+            await self._refuse(scope, receive, send, "origin not allowed (ALMA_CORS_ORIGINS)")
+            return
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _refuse(scope: Scope, receive: Receive, send: Send, reason: str) -> None:
+        if scope["type"] == "websocket":
+            # Before the handshake is accepted, a close is an HTTP 403.
+            await send({"type": "websocket.close", "code": 1008, "reason": reason})
+            return
+        await JSONResponse({"detail": reason}, status_code=403)(scope, receive, send)
+
+
+def _same_or_listed(origin: str, host: str, listed: Sequence[str]) -> bool:
+    return origin in (f"http://{host}", f"https://{host}") or origin in listed
+
+
+def keyless_hosts(bound_to: str, allowed: Sequence[str]) -> frozenset[str] | None:
+    """The host names a keyless server answers; `None` for any.
+
+    Loopback names and `allowed`, when it is bound to loopback or `allowed` is set.
+    """
+    loopback = bound_to in LOOPBACK_NAMES or bound_to.startswith("127.")
+    if not loopback and not allowed:
+        return None
+    return LOOPBACK_NAMES | {name.lower() for name in allowed}

@@ -55,6 +55,13 @@ class Settings(ModelSettings, MemorySettings):
         description="Comma-separated `owner:sha256:<hex digest of the key>` entries "
         "(`alma keygen OWNER` makes one); keys themselves are never configured.",
     )
+    allowed_hosts: CommaList = Field(
+        default_factory=list,
+        description="Without API keys: host names (the `Host` header) the service answers "
+        "besides `localhost`, `127.0.0.1` and `[::1]`, so that a web page cannot reach it "
+        "by rebinding a name of its own to this machine. Bound to an address other than "
+        "loopback with this empty, any host name is answered.",
+    )
     open_endpoints: CommaList = Field(
         default_factory=list,
         description="When API keys are required: which operational endpoints still answer "
@@ -214,7 +221,12 @@ class Settings(ModelSettings, MemorySettings):
         return value
 
     @field_validator(
-        "api_keys", "cors_origins", "forwarded_allow_ips", "open_endpoints", mode="before"
+        "api_keys",
+        "cors_origins",
+        "forwarded_allow_ips",
+        "open_endpoints",
+        "allowed_hosts",
+        mode="before",
     )
     @classmethod
     def _split(cls, value: Any) -> Any:

@@ -7,6 +7,7 @@ from starlette.testclient import TestClient
 
 from server.app import create_app
 from server.settings import Settings
+from tests.utils.local import LocalClient
 
 
 @pytest.fixture(scope="module")
@@ -14,5 +15,5 @@ def app_client() -> Iterator[TestClient]:
     settings = Settings(
         _env_file=None, redis_url=None, simulated_ttft=0, simulated_tokens_per_second=0
     )
-    with TestClient(create_app(settings)) as client:
+    with LocalClient(create_app(settings)) as client:
         yield client

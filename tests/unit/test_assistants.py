@@ -50,7 +50,7 @@ async def test_private_network_preflights_are_answered_only_when_configured(
     )
     # A preflight is answered by the CORS middleware alone: no services are needed.
     transport = httpx.ASGITransport(app=create_app(settings))
-    async with httpx.AsyncClient(transport=transport, base_url="http://alma") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         answer = await client.options(
             "/assistants/search",
             headers={

@@ -8,13 +8,15 @@ from starlette.testclient import TestClient
 from server.app import create_app
 from server.auth import new_key
 from server.settings import Settings
+from tests.utils.local import LocalClient
 
 KEY, ENTRY = new_key("ops")
 GUARDED = ["/metrics", "/stats", "/docs", "/openapi.json"]
 
 
 def client_for(**settings: object) -> TestClient:
-    return TestClient(create_app(Settings(_env_file=None, redis_url=None, **settings)))
+    app = create_app(Settings(_env_file=None, redis_url=None, **settings))
+    return LocalClient(app)
 
 
 @pytest.fixture

@@ -8,12 +8,13 @@ from starlette.testclient import TestClient
 
 from server.app import create_app
 from server.settings import Settings
+from tests.utils.local import LocalClient
 
 
 @pytest.fixture
 def capped() -> Iterator[TestClient]:
     settings = Settings(_env_file=None, redis_url=None, max_subscriptions=3)
-    with TestClient(create_app(settings)) as client:
+    with LocalClient(create_app(settings)) as client:
         yield client
 
 
