@@ -177,6 +177,13 @@ def api_event(name: str, data: Any) -> dict[str, Any]:
 _STATUS = {"completed": "success", "interrupted": "interrupted"}
 
 
+LOST_MESSAGE = (
+    "the server process running this answer stopped before it finished; "
+    "the conversation keeps its last saved state — send the message again"
+)
+"""How a run lost with its process (or its storage) ended, in words a user can act on."""
+
+
 def _status_of(terminal: dict[str, Any]) -> RunStatus:
     data = terminal["params"]["data"]
     if data["event"] in _STATUS:
@@ -752,8 +759,7 @@ class RunManager:
         ending = lifecycle(
             "failed",
             run_id=str(run_id),
-            error="the server process running this answer stopped before it finished; "
-            "the conversation keeps its last saved state — send the message again",
+            error=LOST_MESSAGE,
             code="worker_lost",
         )
         events = [numbered(ending, last + 1)]
@@ -824,6 +830,49 @@ class RunManager:
             logger.exception("could not keep the partial answer of run %s", run.run_id)
 
     # -- cancel and shutdown ---------------------------------------------------------------
+
+    async def record(self, thread_id: str, run_id: str) -> RunRecord | None:
+        """A run's record, settled if it says `running` of a run that runs nowhere."""
+        found = await self.records.get(thread_id, run_id)
+        if found is None:
+            return None
+        [settled] = await self._settled(thread_id, [found])
+        return settled
+
+    async def records_of(self, thread_id: str) -> list[RunRecord]:
+        """The thread's run records, newest first, settled as `record` settles one."""
+        return await self._settled(thread_id, await self.records.list(thread_id))
+
+    async def _settled(self, thread_id: str, records: list[RunRecord]) -> list[RunRecord]:
+        # A run's end is written by the process that ran it. One that died first, or
+        # lost Redis while writing it, leaves `running` behind: a run no process runs
+        # (the thread's lease names another, or none) has ended, as its log says or,
+        # failing that, lost with its process. Waiting runs (`pending`) are left alone:
+        # another process may hold them in its queue.
+        stale = [r for r in records if r.status == "running" and r.run_id not in self.runs]
+        if not stale:
+            return records
+        holder = await self.leases.holder(thread_id)
+        for record in stale:
+            if holder is not None and holder.run_id == record.run_id:
+                continue
+            end = await self._logged_end(record)
+            data = end["params"]["data"] if end else {}
+            record.status = _status_of(end) if end else "error"
+            if record.status == "error":
+                record.error = {"error": data.get("code") or "worker_lost",
+                                "message": data.get("error") or LOST_MESSAGE}  # fmt: skip
+            with contextlib.suppress(RedisError, OSError):
+                await self.records.put(record)
+        return records
+
+    async def _logged_end(self, record: RunRecord) -> dict[str, Any] | None:
+        """The root end of `record`'s run in its thread's log, if it got there."""
+        after = max(0, record.first_seq - 1)
+        for event in await self.log.read(record.thread_id, after, limit=100_000):
+            if is_terminal(event) and event["params"]["data"].get("run_id") == record.run_id:
+                return event
+        return None
 
     async def cancel(self, thread_id: str, run_id: str, *, action: str = "interrupt") -> None:
         """Cancel a run of `thread_id`, here or on whichever process executes it.

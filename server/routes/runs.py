@@ -237,7 +237,7 @@ async def _owned_run(
     services: Services, thread_id: str, run_id: str, principal: Principal
 ) -> RunRecord:
     await _owned_thread(services, thread_id, principal)
-    record = await services.run_records.get(thread_id, run_id)
+    record = await services.runs.record(thread_id, run_id)
     if record is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Not Found")
     return record
@@ -471,7 +471,7 @@ async def list_runs(
 ) -> list[dict[str, Any]]:
     """The thread's runs, newest first."""
     await _owned_thread(services, thread_id, principal)
-    records = await services.run_records.list(thread_id)
+    records = await services.runs.records_of(thread_id)
     if run_status:
         records = [record for record in records if record.status == run_status]
     return [record.public() for record in records[offset : offset + limit]]
@@ -554,7 +554,7 @@ async def cancel_run(
 ) -> Response:
     """Stop a run: `interrupt` keeps what it wrote, `rollback` deletes it."""
     await _owned_thread(services, thread_id, principal)
-    record = await services.run_records.get(thread_id, run_id)
+    record = await services.runs.record(thread_id, run_id)
     if record is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "No runs found to cancel.")
     try:

@@ -17,3 +17,13 @@ def app_client() -> Iterator[TestClient]:
     )
     with LocalClient(create_app(settings)) as client:
         yield client
+
+
+@pytest.fixture
+def slow_client() -> Iterator[TestClient]:
+    """Answers that take about a second, so that a run is seen while it runs."""
+    settings = Settings(
+        _env_file=None, redis_url=None, simulated_ttft=0.5, simulated_tokens_per_second=0
+    )
+    with LocalClient(create_app(settings)) as client:
+        yield client
