@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
+from server.drain import install_drain
 from server.logs import configure_logging
 from server.middleware import (
     BodyLimit,
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_services(settings) as services:
             app.state.services = services
+            install_drain(services, settings.shutdown_grace_seconds)
             yield
 
     app = FastAPI(

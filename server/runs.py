@@ -177,6 +177,11 @@ def api_event(name: str, data: Any) -> dict[str, Any]:
 _STATUS = {"completed": "success", "interrupted": "interrupted"}
 
 
+SHUTDOWN_MESSAGE = (
+    "the server shut down before the answer finished; what was written is kept — send "
+    "the message again and another server will answer"
+)
+"""How a run cut off by the end of its process's grace period ended."""
 LOST_MESSAGE = (
     "the server process running this answer stopped before it finished; "
     "the conversation keeps its last saved state — send the message again"
@@ -552,9 +557,8 @@ class RunManager:
             run.winding_down = True
             if not run.rollback:
                 await self._keep_partial_answer(run, config)
-            terminal = lifecycle(
-                "failed", run_id=run.run_id, error="the run was cancelled", code="cancelled"
-            )
+            why = SHUTDOWN_MESSAGE if self.draining else "the run was cancelled"
+            terminal = lifecycle("failed", run_id=run.run_id, error=why, code="cancelled")
         except (RedisError, OSError) as exc:
             logger.error("run %s lost its storage: %s", run.run_id, exc)
             terminal = lifecycle(

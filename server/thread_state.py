@@ -164,7 +164,9 @@ def _failure(last_event: Mapping[str, Any] | None, snapshot: StateSnapshot) -> T
     data = last_event["params"]["data"]
     if data.get("event") != "failed" or data.get("code") == "cancelled":
         return None  # a cancelled run is not an error, in ALMA as in LangGraph
-    ended = datetime.fromtimestamp(last_event["params"]["timestamp"] / 1000, UTC)
+    # The event's time is whole milliseconds, cut down: a checkpoint written in the
+    # same millisecond, before it, must not look later.
+    ended = datetime.fromtimestamp((last_event["params"]["timestamp"] + 1) / 1000, UTC)
     if snapshot.created_at and datetime.fromisoformat(snapshot.created_at) > ended:
         return None  # a state update (an edit, a fork) after the failure moved on
     return {"error": str(data.get("code") or "error"), "message": str(data.get("error") or "")}

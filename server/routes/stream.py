@@ -204,6 +204,7 @@ async def _serve_socket(
             )
 
     connection = Connection(send=send, on_slow=on_slow)
+    websocket.state.connection = connection  # a drain lets its subscriptions finish
     services.connections.add(websocket)
     WEBSOCKETS_OPEN.inc()
     try:

@@ -303,3 +303,60 @@ async def test_a_client_of_a_killed_process_resumes_elsewhere_and_hears_the_end(
         seqs = [e["seq"] for e in [*mine, *resumed]]
         assert seqs == sorted(set(seqs))
         assert resumed[-1]["params"]["data"]["code"] == "worker_lost"
+
+
+async def test_sigterm_drains_while_the_listener_still_answers(redis: RedisServer) -> None:
+    env = {**PACED, "ALMA_SHUTDOWN_GRACE_SECONDS": "20"}
+    with alma_service(redis.url, prefix="drain-live", env=env) as service:
+        async with (
+            open_thread(service.url, thread()) as websocket,
+            httpx.AsyncClient(base_url=service.url, timeout=60) as http,
+        ):
+            await websocket.subscribe("lifecycle", "messages")
+            ours = await websocket.start(ANALYTICAL, context={"max_plan_steps": 3})
+            assert await websocket.next_event() is not None  # mid-answer
+            sse_thread = (await http.post("/threads", json={})).json()["thread_id"]
+            body = {"assistant_id": "manager", "stream_mode": ["values"],
+                    "input": {"messages": [{"role": "user", "content": ANALYTICAL}]},
+                    "context": {"max_plan_steps": 3}}  # fmt: skip
+            async with http.stream("POST", f"/threads/{sse_thread}/runs/stream", json=body) as sse:
+                chunks = sse.aiter_text()
+                assert "event: metadata" in await anext(chunks)
+
+                os.kill(service.process.process.pid, signal.SIGTERM)
+                # The listener still answers: readiness says no, new runs are refused.
+                ready = await http.get("/ready")
+                assert ready.status_code == 503
+                assert ready.json()["components"]["server"]["detail"] == "shutting down"
+                refused = await http.post("/runs/wait", json=body)
+                assert refused.status_code == 503 and "shutting down" in refused.text
+                # The answers in flight go on to their clients, to their end.
+                rest = "".join([chunk async for chunk in chunks])
+            # …the last state, with the whole answer, and a clean end of stream.
+            assert "## Answer" in rest.rsplit("event: values", 1)[-1]
+            assert "event: error" not in rest
+            events = await websocket.until_terminal(timeout=60)
+            ended = events[-1]["params"]["data"]
+            assert ended["run_id"] == ours and ended["event"] == "completed"
+            # Then the socket is closed with a code and a reason.
+            while await websocket.next_event() is not None:
+                pass
+            assert websocket.close_code == 1012
+            assert "reconnect" in websocket.close_reason
+        assert service.process.process.wait(timeout=30) == -signal.SIGTERM
+
+
+async def test_an_answer_that_outlasts_the_grace_period_ends_saying_why(
+    redis: RedisServer,
+) -> None:
+    env = {"ALMA_SIMULATED_TOKENS_PER_SECOND": "40", "ALMA_SHUTDOWN_GRACE_SECONDS": "1"}
+    with alma_service(redis.url, prefix="drain-cut", env=env) as service:
+        async with open_thread(service.url, thread()) as websocket:
+            await websocket.subscribe("lifecycle", "messages")
+            ours = await websocket.start(ANALYTICAL, context={"max_plan_steps": 6})
+            assert await websocket.next_event() is not None
+            os.kill(service.process.process.pid, signal.SIGTERM)
+            ended = (await websocket.until_terminal(timeout=60))[-1]["params"]["data"]
+            assert ended["run_id"] == ours and ended["code"] == "cancelled"
+            assert "shut down" in ended["error"] and "send the message again" in ended["error"]
+        assert service.process.process.wait(timeout=30) == -signal.SIGTERM
