@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
 import redis.asyncio
+from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialWithJitterBackoff
@@ -155,6 +156,7 @@ def async_client(
     url: str,
     *,
     cluster: bool = False,
+    seeds: Sequence[str] = (),
     max_connections: int = 256,
     pool_timeout: float = 10.0,
 ) -> redis.asyncio.Redis | AsyncRedisCluster:
@@ -165,8 +167,13 @@ def async_client(
     raises "Too many connections" at its limit).
     """
     if cluster:
+        # The same timeouts as a single server's, and any seed node to start from: with
+        # only the URL's, a process cannot start while that one node is down.
+        options = _options(asynchronous=True)
+        del options["retry_on_error"]  # the Cluster client retries what it can itself
+        nodes = [ClusterNode(host, int(port)) for host, port in (s.rsplit(":", 1) for s in seeds)]
         return FailoverSafeRedisCluster.from_url(
-            url, retry=_options(asynchronous=True)["retry"], max_connections=max_connections
+            url, max_connections=max_connections, startup_nodes=nodes or None, **options
         )
     pool = redis.asyncio.BlockingConnectionPool.from_url(
         url, max_connections=max_connections, timeout=pool_timeout, **_options(asynchronous=True)

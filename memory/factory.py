@@ -75,6 +75,7 @@ async def open_memory(settings: MemorySettings) -> AsyncIterator[Memory]:
     client = async_client(
         url,
         cluster=settings.redis_cluster,
+        seeds=[node.strip() for node in settings.redis_cluster_nodes.split(",") if node.strip()],
         max_connections=settings.redis_max_connections,
         pool_timeout=settings.redis_pool_timeout,
     )

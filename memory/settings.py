@@ -21,6 +21,12 @@ class MemorySettings(BaseSettings):
         "empty to keep everything in process memory.",
     )
     redis_cluster: bool = Field(default=False, description="`redis_url` names a Cluster node.")
+    redis_cluster_nodes: str = Field(
+        default="",
+        description="More Cluster nodes to start from, comma-separated `host:port`, so a "
+        "process starts while the node in `redis_url` is down (password and TLS as in "
+        "`redis_url`).",
+    )
     redis_required: bool = Field(
         default=False,
         description="Refuse to start without Redis instead of falling back to memory.",

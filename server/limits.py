@@ -194,12 +194,17 @@ class RateLimits:
         self._tokens = RateLimitItemPerSecond(tokens, window)
         storage: Any
         if isinstance(redis, RedisCluster):
-            node = redis.get_default_node()
+            # `limits` builds a Cluster client of its own from a URI, without the
+            # password, TLS, timeouts and fail-over handling of the service's: it is
+            # made to use the service's client instead (the one it built never connects).
             storage = RedisClusterStorage(
-                f"async+redis+cluster://{node.host}:{node.port}",
+                "async+redis+cluster://127.0.0.1:7000",
                 implementation="redispy",
                 key_prefix=f"{prefix}:limits",
             )
+            storage.bridge.storage = redis
+            storage.bridge.connection_getter = lambda _: redis
+            storage.bridge.register_scripts()
         elif redis is not None:
             # The URI is a formality: the counters share the service's connection pool.
             pool: Any = redis.connection_pool

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from server.client import open_thread
+from tests.utils.processes import free_port
 from tests.utils.redis_cluster import RedisCluster, redis_cluster
 from tests.utils.service import Service, alma_service
 
@@ -118,3 +120,22 @@ def test_the_cluster_holds_each_threads_keys_in_one_slot(
     assert len(by_thread) >= 3
     assert all(len(slots) == 1 for slots in by_thread.values()), by_thread
     assert len({next(iter(s)) for s in by_thread.values()}) > 1  # spread over the slots
+
+
+async def test_a_cluster_with_a_password_and_a_dead_seed_serves_runs_and_limits(
+    tmp_path: Path,
+) -> None:
+    with redis_cluster(tmp_path, password="s3cret") as secured:
+        # The URL names a node that is not there; the others are given as seeds.
+        down = f"redis://:s3cret@127.0.0.1:{free_port()}/0"
+        seeds = ",".join(f"127.0.0.1:{node.port}" for node in secured.nodes)
+        env = {"ALMA_REDIS_CLUSTER": "true", "ALMA_REDIS_CLUSTER_NODES": seeds,
+               "ALMA_LIMIT_RUNS": "2"}  # fmt: skip
+        with alma_service(down, prefix=f"pw-{uuid.uuid4().hex[:6]}", env=env) as service:
+            body = {"assistant_id": "manager", "context": {"route": "creative"},
+                    "input": {"messages": [{"role": "user", "content": "A haiku"}]}}  # fmt: skip
+            async with httpx.AsyncClient(base_url=service.url, timeout=60) as client:
+                answers = [await client.post("/runs/wait", json=body) for _ in range(3)]
+    # The run limit is counted in the cluster, through the service's own client.
+    assert [answer.status_code for answer in answers] == [200, 200, 429]
+    assert "Traceback" not in "".join(service.process.output)

@@ -19,10 +19,12 @@ class RedisCluster:
     """A running cluster; `url` names one node, from which clients discover the rest."""
 
     nodes: list[RedisServer]
+    password: str | None = None
 
     @property
     def url(self) -> str:
-        return self.nodes[0].url
+        url = self.nodes[0].url
+        return url.replace("redis://", f"redis://:{self.password}@") if self.password else url
 
 
 def cluster_port() -> int:
@@ -40,13 +42,20 @@ def cluster_port() -> int:
 
 @contextmanager
 def redis_cluster(
-    directory: Path, masters: int = 3, replicas: int = 0, node_timeout_ms: int = 2000
+    directory: Path,
+    masters: int = 3,
+    replicas: int = 0,
+    node_timeout_ms: int = 2000,
+    password: str | None = None,
 ) -> Iterator[RedisCluster]:
     """Start `masters × (1 + replicas)` nodes, join them into a cluster, stop them after.
 
     `node_timeout_ms` is how long a silent node takes to be declared failed, which is
-    most of the time a replica takes to replace a dead master.
+    most of the time a replica takes to replace a dead master. With `password`, every
+    node requires it (and replicas use it with their masters).
     """
+    auth = ["--requirepass", password, "--masterauth", password] if password else []
+    cli_auth = ["-a", password, "--no-auth-warning"] if password else []
     with ExitStack() as stack:
         nodes = []
         for index in range(masters * (1 + replicas)):
@@ -55,24 +64,24 @@ def redis_cluster(
             nodes.append(stack.enter_context(redis_server(
                 folder, "--cluster-enabled", "yes",
                 "--cluster-config-file", str(folder / "nodes.conf"),
-                "--cluster-node-timeout", str(node_timeout_ms), port=cluster_port(),
+                "--cluster-node-timeout", str(node_timeout_ms), *auth, port=cluster_port(),
             )))  # fmt: skip
         addresses = [f"127.0.0.1:{node.port}" for node in nodes]
         subprocess.run(
-            [require_tool("redis-cli"), "--cluster", "create", *addresses,
+            [require_tool("redis-cli"), *cli_auth, "--cluster", "create", *addresses,
              "--cluster-replicas", str(replicas), "--cluster-yes"],
             check=True, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
-        _wait_ok(nodes)
-        yield RedisCluster(nodes=nodes)
+        _wait_ok(nodes, cli_auth)
+        yield RedisCluster(nodes=nodes, password=password)
 
 
-def _wait_ok(nodes: list[RedisServer], attempts: int = 100) -> None:
+def _wait_ok(nodes: list[RedisServer], cli_auth: list[str], attempts: int = 100) -> None:
     # The cluster agrees on its slots a moment after `create` returns.
     for _ in range(attempts):
         states = [
             subprocess.run(
-                [require_tool("redis-cli"), "-p", str(node.port), "cluster", "info"],
+                [require_tool("redis-cli"), *cli_auth, "-p", str(node.port), "cluster", "info"],
                 capture_output=True, text=True, timeout=10,
             ).stdout
             for node in nodes
@@ -80,6 +89,7 @@ def _wait_ok(nodes: list[RedisServer], attempts: int = 100) -> None:
         if all("cluster_state:ok" in state for state in states):
             return
         subprocess.run(
-            [require_tool("redis-cli"), "-p", str(nodes[0].port), "ping"], capture_output=True
+            [require_tool("redis-cli"), *cli_auth, "-p", str(nodes[0].port), "ping"],
+            capture_output=True,
         )
     raise RuntimeError("the cluster did not reach cluster_state:ok")
