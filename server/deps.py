@@ -9,6 +9,7 @@ from fastapi import Depends, HTTPException, Path, Request, WebSocket, status
 from starlette.requests import HTTPConnection
 
 from server.auth import AuthError, Principal, key_from_headers
+from server.limits import Verdict
 from server.services import Services
 from server.validation import THREAD_ID_PATTERN
 
@@ -45,6 +46,18 @@ def get_principal(request: Request, services: ServicesDep) -> Principal:
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def enforce(verdict: Verdict, who: str) -> None:
+    """Refuse a request over one of the caller's limits: 429, saying which and how long.
+
+    Raises:
+        HTTPException: 429 with `Retry-After` and the `RateLimit-*` headers.
+    """
+    if not verdict.allowed:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS, verdict.explain(who), headers=verdict.headers()
+        )
 
 
 def operator_endpoint(name: str) -> Callable[[Request, Services], None]:

@@ -183,6 +183,7 @@ class RateLimits:
         runs: int,
         tokens: int,
         connections: int,
+        writes: int = 120,
         window: int,
         redis: Redis | RedisCluster | None,
         prefix: str,
@@ -192,6 +193,7 @@ class RateLimits:
         self.connections = connections
         self._runs = RateLimitItemPerSecond(runs, window)
         self._tokens = RateLimitItemPerSecond(tokens, window)
+        self._writes = RateLimitItemPerSecond(writes, window)
         storage: Any
         if isinstance(redis, RedisCluster):
             # `limits` builds a Cluster client of its own from a URI, without the
@@ -237,6 +239,17 @@ class RateLimits:
         allowed = await self._limiter.hit(self._runs, key)
         remaining, reset = await self._stats(self._runs, key)
         return _counted(Verdict("runs", allowed, self._runs.amount, remaining, reset, self.window))
+
+    async def write(self, key: str) -> Verdict:
+        """Count a write that is not a run, unless the caller is out of writes.
+
+        Writes: a thread created or copied, a state or a metadata update.
+        """
+        allowed = await self._limiter.hit(self._writes, key)
+        remaining, reset = await self._stats(self._writes, key)
+        return _counted(
+            Verdict("writes", allowed, self._writes.amount, remaining, reset, self.window)
+        )
 
     async def spend_tokens(self, key: str, tokens: int) -> None:
         """Charge a finished run's model tokens (up to what the window has left)."""

@@ -71,6 +71,9 @@ class ThreadOwners(Protocol):
     async def claim(self, thread_id: str, owner: str) -> str:
         """Make `owner` the thread's owner unless it has one; the owner it now has."""
 
+    async def count(self, owner: str) -> int:
+        """How many threads the owner's index holds."""
+
     async def owner_of(self, thread_id: str) -> str | None:
         """The thread's owner, `None` for a thread no one has touched."""
 
@@ -103,6 +106,12 @@ class RedisThreadOwners:
         """Put the thread first in its owner's index (its title is set once, when not empty)."""
         args = [thread_id, time.time(), title, self.ttl, MAX_INDEXED]
         await self._remember(keys=list(self._index(owner)), args=args)
+
+    async def count(self, owner: str) -> int:
+        """How many threads the owner's index holds (those past their TTL included)."""
+        threads, _ = self._index(owner)
+        found: int = await self.client.zcard(threads)
+        return found
 
     async def threads_of(self, owner: str, limit: int) -> list[ThreadEntry]:
         """The owner's threads, newest first; threads past their TTL are left out."""
@@ -166,6 +175,10 @@ class MemoryThreadOwners:
     async def threads_of(self, owner: str, limit: int) -> list[ThreadEntry]:
         """The owner's threads, newest first."""
         return list(reversed(self._index.get(owner, {}).values()))[:limit]
+
+    async def count(self, owner: str) -> int:
+        """How many threads the owner has."""
+        return len(self._index.get(owner, {}))
 
     async def claim(self, thread_id: str, owner: str) -> str:
         """Make `owner` the thread's owner unless it has one; the owner it now has."""

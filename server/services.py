@@ -109,6 +109,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             runs=settings.limit_runs,
             tokens=settings.limit_tokens,
             connections=settings.limit_connections,
+            writes=settings.limit_writes,
             window=settings.limit_window_seconds,
             redis=memory.redis,
             prefix=memory.prefix,

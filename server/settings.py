@@ -126,6 +126,18 @@ class Settings(ModelSettings, MemorySettings):
         default=20, ge=1, description="WebSocket and SSE connections open at once."
     )
     limit_runs: int = Field(default=30, ge=1, description="New runs per window.")
+    limit_writes: int = Field(
+        default=120,
+        ge=1,
+        description="Writes that are not runs per window: threads created or copied, "
+        "state and metadata updates.",
+    )
+    max_threads_per_owner: int = Field(
+        default=1000,
+        ge=1,
+        le=1000,
+        description="Threads one owner may hold; creating or copying one more is refused.",
+    )
     limit_tokens: int = Field(
         default=200_000, ge=1, description="Model tokens (prompt + completion) per window."
     )

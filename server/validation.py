@@ -6,6 +6,7 @@ import re
 import unicodedata
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from server.protocol import ProtocolError
@@ -137,3 +138,52 @@ def title_of(messages: list[dict[str, Any]], length: int = 80) -> str:
             text = " ".join(" ".join(_texts(message["content"])).split())
             return text if len(text) <= length else text[: length - 1].rstrip() + "…"
     return ""
+
+
+def check_state_messages(value: Any, *, max_messages: int, max_chars: int) -> list[Any]:
+    """Messages written to a thread's state: held to the run input's bounds, kept whole.
+
+    A state write may carry whole messages as LangGraph serialises them (an AI message
+    with its metadata, a tool call), so fields beyond a run input's are kept; but there
+    are no more of them than a run may send, no text longer, and every text normalised.
+
+    Raises:
+        ProtocolError: `invalid_argument`, naming the field and the limit.
+    """
+    messages = value if isinstance(value, list) else [value]
+    if len(messages) > max_messages:
+        raise ProtocolError(
+            "invalid_argument",
+            f"values.messages has {len(messages)} messages; the limit is {max_messages} "
+            "(ALMA_MAX_MESSAGES)",
+        )
+    checked = []
+    for i, message in enumerate(messages):
+        kept = _normalised(message) if isinstance(message, dict) else message
+        # Counted as JSON, fields and all: a state write has no other bound on its size.
+        length = len(orjson.dumps(kept, default=str))
+        if length > max_chars:
+            raise ProtocolError(
+                "invalid_argument",
+                f"values.messages[{i}] is {length} characters of JSON; the limit is "
+                f"{max_chars} (ALMA_MAX_MESSAGE_CHARS)",
+            )
+        checked.append(kept)
+    return checked
+
+
+def _normalised(message: dict[str, Any]) -> dict[str, Any]:
+    message = dict(message)
+    content = message.get("content")
+    if isinstance(content, str):
+        message["content"] = normalise_text(content)
+    elif isinstance(content, list):
+        message["content"] = [
+            {**block, "text": normalise_text(block["text"])}
+            if isinstance(block, dict) and isinstance(block.get("text"), str)
+            else block
+            for block in content
+        ]
+    if isinstance(message.get("name"), str):
+        message["name"] = normalise_text(message["name"])
+    return message

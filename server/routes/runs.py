@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from server.api_stream import API_MODES
 from server.assistants import resolve_assistant
 from server.auth import Principal
-from server.deps import PrincipalDep, ServicesDep, ThreadId
+from server.deps import PrincipalDep, ServicesDep, ThreadId, enforce
 from server.events import dumps, is_terminal
 from server.protocol import ProtocolError, RunStartParams, SubscribeParams
 from server.run_records import ACTIVE, RunRecord
@@ -174,13 +174,7 @@ async def _start(
         if body.if_not_exists != "create" or owner is not None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "Thread or assistant not found.")
         await services.owners.claim(thread_id, principal.owner)
-    verdict = await services.limits.start_run(principal.limit_key)
-    if not verdict.allowed:
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            verdict.explain(principal.owner),
-            headers=verdict.headers(),
-        )
+    enforce(await services.limits.start_run(principal.limit_key), principal.owner)
     params = RunStartParams(
         assistant_id=body.assistant_id,
         input=graph_input,

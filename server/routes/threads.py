@@ -23,7 +23,8 @@ from langgraph.types import StateUpdate
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from server.assistants import GRAPH_ID, metadata_contains
-from server.deps import PrincipalDep, ServicesDep, ThreadId
+from server.auth import Principal
+from server.deps import PrincipalDep, ServicesDep, ThreadId, enforce
 from server.protocol import ProtocolError
 from server.services import Services, forget_thread
 from server.thread_records import ThreadRecord, ThreadTakenError
@@ -36,7 +37,7 @@ from server.thread_state import (
     thread_config,
     thread_state,
 )
-from server.validation import THREAD_ID_PATTERN
+from server.validation import THREAD_ID_PATTERN, check_state_messages
 
 router = APIRouter(prefix="/threads", tags=["threads"])
 
@@ -205,6 +206,54 @@ def _not_found(thread_id: str) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, f"Thread with ID {thread_id} not found")
 
 
+async def _write(
+    services: Services,
+    principal: Principal,
+    *,
+    metadata: Any = None,
+    new_thread: bool = False,
+) -> None:
+    """Hold a write that is not a run to what a run's input is held to.
+
+    It counts against the caller's write budget (shared by every process), its metadata
+    is bounded like a message, and a new thread must fit the owner's quota.
+    """
+    settings = services.settings
+    if metadata:
+        size = len(orjson.dumps(metadata))
+        if size > settings.max_message_chars:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                f"metadata is {size} characters of JSON; the limit is "
+                f"{settings.max_message_chars} (ALMA_MAX_MESSAGE_CHARS)",
+            )
+    enforce(await services.limits.write(principal.limit_key), principal.owner)
+    if new_thread:
+        held = await services.owners.count(principal.owner)
+        if held >= settings.max_threads_per_owner:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"{principal.owner} holds {held} threads, the most allowed "
+                "(ALMA_MAX_THREADS_PER_OWNER); delete some first",
+            )
+
+
+def _checked_values(values: Any, services: Services) -> Any:
+    """State values to write, their messages validated and normalised as run input's are."""
+    if not isinstance(values, dict) or "messages" not in values:
+        return values
+    settings = services.settings
+    try:
+        checked = check_state_messages(
+            values["messages"],
+            max_messages=settings.max_messages,
+            max_chars=settings.max_message_chars,
+        )
+    except ProtocolError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    return {**values, "messages": checked}
+
+
 async def _owned(services: Services, thread_id: str, owner: str) -> ThreadRecord:
     # Another owner's thread is indistinguishable from a missing one.
     record = await services.threads.find(thread_id, owner)
@@ -233,6 +282,7 @@ async def create_thread(
     if body.graph_id is not None:
         metadata["graph_id"] = body.graph_id
     exists = HTTPException(status.HTTP_409_CONFLICT, f"Thread with ID {thread_id} already exists")
+    await _write(services, principal, metadata=metadata, new_thread=True)
     try:
         created = await services.threads.ensure(thread_id, principal.owner, metadata)
     except ThreadTakenError as exc:
@@ -240,7 +290,10 @@ async def create_thread(
     if not created and body.if_exists == "raise":
         raise exists
     if created and body.supersteps:
-        steps = [[StateUpdate(u.values, u.as_node) for u in s.updates] for s in body.supersteps]
+        steps = [
+            [StateUpdate(_checked_values(u.values, services), u.as_node) for u in s.updates]
+            for s in body.supersteps
+        ]
         try:
             await services.graph.abulk_update_state(thread_config(thread_id), steps)
         except BAD_UPDATE as exc:
@@ -348,6 +401,7 @@ async def update_thread(
 ) -> ThreadPublic | Response:
     """Merge metadata into the thread's; with `Prefer: return=minimal`, answer 204."""
     await _owned(services, thread_id, principal.owner)
+    await _write(services, principal, metadata=body.metadata)
     record = await services.threads.touch(thread_id, body.metadata, state=False)
     if prefer is not None and "return=minimal" in prefer:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -400,6 +454,7 @@ async def copy_thread(
 ) -> ThreadPublic:
     """A new thread of the caller's with the thread's metadata and every checkpoint."""
     record = await _owned(services, thread_id, principal.owner)
+    await _write(services, principal, new_thread=True)
     copy_id = str(uuid.uuid4())
     await services.threads.ensure(copy_id, principal.owner, record.metadata)
     await services.memory.checkpointer.acopy_thread(thread_id, copy_id)
@@ -465,6 +520,8 @@ async def update_thread_state(
     the thread.
     """
     await _owned(services, thread_id, principal.owner)
+    values = _checked_values(body.values, services)
+    await _write(services, principal)
     if await services.leases.holder(thread_id) is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, f"Thread {thread_id} has in-flight runs")
     start = body.checkpoint.configurable() if body.checkpoint else {}
@@ -473,7 +530,7 @@ async def update_thread_state(
     config = thread_config(thread_id, **start)
     config["metadata"] = {"graph_id": GRAPH_ID}  # in the checkpoint's, as in `langgraph dev`
     try:
-        written = await services.graph.aupdate_state(config, body.values, as_node=body.as_node)
+        written = await services.graph.aupdate_state(config, values, as_node=body.as_node)
     except BAD_UPDATE as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
     await services.threads.touch(thread_id)
