@@ -75,8 +75,12 @@ def _params(model: type[_Params], raw: dict[str, Any]) -> _Params:
 
 logger = logging.getLogger("alma.server")
 
-CLAIMING = frozenset({"run.start", "subscription.subscribe", "subscription.reconnect"})
-"""Commands that make an untouched thread the caller's."""
+CLAIMING = frozenset({"subscription.subscribe", "subscription.reconnect"})
+"""Commands that make an untouched thread the caller's at once.
+
+`run.start` claims one too, but only once the run is known to be valid and allowed: a
+refused start leaves the thread id free.
+"""
 
 
 async def execute(
@@ -144,6 +148,8 @@ async def _dispatch(
                 verdict.explain(principal.owner),
                 retry_after=verdict.retry_after,
             )
+        services.runs.check(params)
+        await authorize(services, thread_id, principal, claim=True)
         run = await services.runs.start(
             thread_id, params, limit_key=principal.limit_key, owner=principal.owner
         )

@@ -349,12 +349,7 @@ class RunManager:
             raise ProtocolError(
                 "not_supported", "the server is shutting down; start the run on another one"
             )
-        if resolve_assistant(params.assistant_id) is None:
-            raise ProtocolError(
-                "invalid_argument",
-                f"unknown assistant_id {params.assistant_id!r}; this server runs 'manager'",
-            )
-        context = self._context(params)
+        context = self.check(params)
         if self._on_start is not None:
             with contextlib.suppress(RedisError, OSError):
                 # As on LangGraph's server, a run's metadata (and so its checkpoints')
@@ -432,6 +427,19 @@ class RunManager:
                  "owner": self.owner}
             )  # fmt: skip
         return run
+
+    def check(self, params: RunStartParams) -> RunContext:
+        """The run's context, once its assistant and context are known to be good.
+
+        Raises:
+            ProtocolError: `invalid_argument`, naming what is wrong.
+        """
+        if resolve_assistant(params.assistant_id) is None:
+            raise ProtocolError(
+                "invalid_argument",
+                f"unknown assistant_id {params.assistant_id!r}; this server runs 'manager'",
+            )
+        return self._context(params)
 
     def _context(self, params: RunStartParams) -> RunContext:
         configurable = params.config.get("configurable") or {}

@@ -165,15 +165,16 @@ async def _start(
     except ProtocolError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
     temporary = thread_id is None and body.on_completion != "keep"
+    missing = HTTPException(status.HTTP_404_NOT_FOUND, "Thread or assistant not found.")
+    claim = thread_id is None
     if thread_id is None:
         thread_id = str(uuid.uuid4())
-        await services.owners.claim(thread_id, principal.owner)
     elif (owner := await services.owners.owner_of(thread_id)) != principal.owner:
         # Another owner's thread is as missing as one nobody has; only the latter may
         # be created here.
         if body.if_not_exists != "create" or owner is not None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "Thread or assistant not found.")
-        await services.owners.claim(thread_id, principal.owner)
+            raise missing
+        claim = True
     enforce(await services.limits.start_run(principal.limit_key), principal.owner)
     params = RunStartParams(
         assistant_id=body.assistant_id,
@@ -184,6 +185,14 @@ async def _start(
         multitask_strategy=body.multitask_strategy,
         on_disconnect=body.on_disconnect,
     )
+    try:
+        services.runs.check(params)
+    except ProtocolError as exc:
+        raise _refusal(exc) from exc
+    # Only a run known to be valid and allowed takes a thread id: a refused one leaves
+    # it free for whoever it belongs to.
+    if claim and await services.owners.claim(thread_id, principal.owner) != principal.owner:
+        raise missing
     checkpoint = dict(body.checkpoint or {})
     if body.checkpoint_id:
         checkpoint["checkpoint_id"] = body.checkpoint_id
