@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -49,10 +49,12 @@ class Connection:
     closing: asyncio.Task[None] | None = None
     """Closing the WebSocket as too slow, once that has begun."""
 
-    async def pump(self, subscription: Subscription) -> None:
-        """Send a subscription's events to the client as they come."""
+    async def pump(
+        self, subscription: Subscription, events: AsyncIterator[dict[str, Any]] | None = None
+    ) -> None:
+        """Send a subscription's events (or `events`, drawn from it) as they come."""
         try:
-            async for event in subscription.events():
+            async for event in events or subscription.events():
                 await self.send(event)
         except SlowConsumerError as exc:
             self.too_slow(exc)
@@ -75,11 +77,13 @@ def _params(model: type[_Params], raw: dict[str, Any]) -> _Params:
 
 logger = logging.getLogger("alma.server")
 
-CLAIMING = frozenset({"subscription.subscribe", "subscription.reconnect"})
+CLAIMING = frozenset({"subscription.reconnect"})
 """Commands that make an untouched thread the caller's at once.
 
 `run.start` claims one too, but only once the run is known to be valid and allowed: a
-refused start leaves the thread id free.
+refused start leaves the thread id free. A subscription claims nothing: on a thread
+nobody owns yet it waits, and its first event goes out only if the caller's own run
+has claimed the thread by then (`owned_events`).
 """
 
 
@@ -106,8 +110,8 @@ async def execute(
 
 async def authorize(
     services: Services, thread_id: str, principal: Principal, *, claim: bool
-) -> None:
-    """Let the thread's owner through (claiming an untouched thread if asked).
+) -> str | None:
+    """Let the thread's owner through (claiming an untouched thread if asked); its owner.
 
     Raises:
         ProtocolError: `permission_denied` when the thread belongs to another owner.
@@ -120,6 +124,24 @@ async def authorize(
     )
     if owner is not None and owner != principal.owner:
         raise ProtocolError("permission_denied", f"thread {thread_id} belongs to another owner")
+    return owner
+
+
+async def owned_events(
+    services: Services, subscription: Subscription, owner: str, *, owned: bool
+) -> AsyncIterator[dict[str, Any]]:
+    """A subscription's events, for `owner`.
+
+    Made on a thread nobody owned (`owned` false), it lets its first event through only
+    if the thread is `owner`'s by then — their own run claimed it — and otherwise ends:
+    a subscription never shows one owner what another's run streams.
+    """
+    async for event in subscription.events():
+        if not owned:
+            if await services.owners.owner_of(subscription.thread_id) != owner:
+                return
+            owned = True
+        yield event
 
 
 async def _dispatch(
@@ -186,12 +208,16 @@ async def _dispatch(
                 "not_supported",
                 "subscriptions need a WebSocket; over HTTP, POST /threads/{id}/stream/events",
             )
-        return await _subscription(services, thread_id, command, connection)
+        return await _subscription(services, thread_id, command, connection, principal)
     raise ProtocolError("unknown_command", "unknown command method")
 
 
 async def _subscription(
-    services: Services, thread_id: str, command: Command, connection: Connection
+    services: Services,
+    thread_id: str,
+    command: Command,
+    connection: Connection,
+    principal: Principal,
 ) -> dict[str, Any]:
     broker = services.broker
     if command.method == "subscription.subscribe":
@@ -205,8 +231,10 @@ async def _subscription(
                 f"this connection already holds {most} subscriptions, the most allowed "
                 "(ALMA_MAX_SUBSCRIPTIONS); unsubscribe one first",
             )
+        owned = await services.owners.owner_of(thread_id) is not None
         subscription = await broker.subscribe(thread_id, params)
-        _attach(services, connection, subscription)
+        events = owned_events(services, subscription, principal.owner, owned=owned)
+        _attach(services, connection, subscription, events)
         return {"subscription_id": subscription.id}
     if command.method == "subscription.unsubscribe":
         unsubscribe = _params(UnsubscribeParams, command.params)
@@ -232,9 +260,14 @@ async def _subscription(
     raise ProtocolError("unknown_command", "unknown command method")
 
 
-def _attach(services: Services, connection: Connection, subscription: Subscription) -> None:
+def _attach(
+    services: Services,
+    connection: Connection,
+    subscription: Subscription,
+    events: AsyncIterator[dict[str, Any]] | None = None,
+) -> None:
     """Pump a subscription's events into the connection until it ends or overflows."""
-    task = asyncio.create_task(connection.pump(subscription))
+    task = asyncio.create_task(connection.pump(subscription, events))
     connection.subscriptions[subscription.id] = (subscription, task)
 
     def overflowed(exc: SlowConsumerError) -> None:

@@ -23,7 +23,7 @@ from server.auth import (
     key_from_subprotocols,
 )
 from server.broker import SlowConsumerError
-from server.commands import Connection, authorize, close_connection, execute
+from server.commands import Connection, authorize, close_connection, execute, owned_events
 from server.deps import (
     PrincipalDep,
     ServicesDep,
@@ -92,7 +92,7 @@ async def stream_events(
 ) -> Response:
     """The thread's events as Server-Sent Events, filtered by the body; `since` resumes."""
     try:
-        await authorize(services, thread_id, principal, claim=True)
+        owner = await authorize(services, thread_id, principal, claim=False)
     except ProtocolError as exc:
         return JSONResponse({"detail": exc.message, "error": exc.code}, status_code=403)
     slot = f"sse-{uuid.uuid4().hex}"
@@ -115,7 +115,8 @@ async def stream_events(
     sent = MESSAGES_SENT.labels("sse")
 
     async def frames() -> AsyncIterator[bytes]:
-        async for event in subscription.events():
+        events = owned_events(services, subscription, principal.owner, owned=owner is not None)
+        async for event in events:
             sent.inc()
             yield (
                 f"id: {event['seq']}\nevent: {event['method']}\n".encode()

@@ -1,5 +1,6 @@
 """A refused run start does not take the thread id: bad requests cannot squat ids."""
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -52,3 +53,41 @@ def test_a_refused_start_leaves_the_thread_id_free(
         headers=as_(OWNER),
     )  # fmt: skip
     assert taken.status_code == 200, taken.text
+
+
+def test_a_subscription_takes_no_thread_and_sees_no_one_elses_run(keyed: TestClient) -> None:
+    with keyed.websocket_connect(
+        "/threads/watched-id/stream/events", headers=as_(SQUATTER)
+    ) as squatter:
+        channels = ["lifecycle", "messages", "values"]
+        squatter.send_json(
+            {"id": 1, "method": "subscription.subscribe", "params": {"channels": channels}}
+        )
+        assert json.loads(squatter.receive()["text"])["type"] == "success"
+        # The rightful user creates the thread and runs on it as if nobody had looked.
+        ran = keyed.post(
+            "/threads/watched-id/runs/wait", json=GOOD | {"if_not_exists": "create"},
+            headers=as_(OWNER),
+        )  # fmt: skip
+        assert ran.status_code == 200, ran.text
+        # The squatter's next frame is the answer to its next command: no event came.
+        squatter.send_json({"id": 2, "method": "run.start", "params": GOOD})
+        answer = json.loads(squatter.receive()["text"])
+    assert (answer.get("id"), answer.get("error")) == (2, "permission_denied")
+
+
+def test_a_subscription_made_first_still_streams_the_callers_own_run(keyed: TestClient) -> None:
+    # As the SDKs do: subscribe on a new thread id, then start the run on it.
+    with keyed.websocket_connect("/threads/my-new-id/stream/events", headers=as_(OWNER)) as mine:
+        mine.send_json({"id": 1, "method": "subscription.subscribe",
+                        "params": {"channels": ["lifecycle"]}})  # fmt: skip
+        mine.send_json({"id": 2, "method": "run.start", "params": GOOD})
+        seen = []
+        while not seen or seen[-1].get("params", {}).get("data", {}).get("event") != "completed":
+            seen.append(json.loads(mine.receive()["text"]))
+            if seen[-1].get("params", {}).get("namespace"):
+                seen.pop()
+    assert [m["params"]["data"]["event"] for m in seen if m.get("method")] == [
+        "running",
+        "completed",
+    ]
