@@ -311,7 +311,10 @@ async function openThread(threadId) {
   page.runId = null;
   localStorage.setItem("alma-thread", threadId);
   $("messages").replaceChildren();
-  setRunning(false);
+  // Nothing can be sent until this thread's stream exists: a message sent before would
+  // go nowhere (or to the thread left behind).
+  page.stream = null;
+  $("send").disabled = true;
   const response = await api(`/threads/${encodeURIComponent(threadId)}/state`);
   if (response.ok) {
     const state = await response.json();
@@ -328,6 +331,7 @@ async function openThread(threadId) {
   }
   page.stream = new ThreadStream({ threadId, key: page.key, onEvent, onState });
   page.stream.open();
+  setRunning(false);
   markCurrentThread();
 }
 
