@@ -93,6 +93,13 @@ def _user_turns(messages: Sequence[BaseMessage]) -> list[str]:
     ]
 
 
+def _conversation(messages: Sequence[BaseMessage]) -> tuple[str, UserFacts]:
+    """The user's latest request, and the facts they stated before it."""
+    turns = _user_turns(messages)
+    request = turns[-1] if turns else _request_of(messages)
+    return request, gather_facts(turns[:-1])
+
+
 _FORMS = (
     r"poems?|haikus?|sonnets?|limericks?|ballads?|stor(?:y|ies)|tales?|fables?|songs?|"
     r"lyrics|verses?|rhymes?|lullab(?:y|ies)|pieces?|lines?|stanzas?|odes?|jokes?|riddles?"
@@ -135,9 +142,7 @@ def _dedication(facts: UserFacts) -> str:
 
 
 def _write(messages: Sequence[BaseMessage]) -> str:
-    turns = _user_turns(messages)
-    request = turns[-1] if turns else _request_of(messages)
-    facts = gather_facts(turns[:-1])
+    request, facts = _conversation(messages)
     turn = conversational(request)
     if turn is not None:
         return _converse(turn, request, facts)
@@ -230,11 +235,10 @@ def _converse(turn: Conversational, request: str, facts: UserFacts) -> str:
 def _refine(messages: Sequence[BaseMessage]) -> str:
     text = messages[-1].text if messages else ""
     draft = text.split("Draft:\n", 1)[-1].strip()
-    turns = _user_turns(messages)
-    request = turns[-1] if turns else _request_of(messages)
+    request, facts = _conversation(messages)
     if conversational(request) is not None:
         return draft
-    title = _piece_subject(request, gather_facts(turns[:-1])).title()
+    title = _piece_subject(request, facts).title()
     return f"**{title}**\n\n{draft}"
 
 
@@ -293,7 +297,7 @@ def _synthesise(request: str, messages: Sequence[BaseMessage]) -> str:
     reasons = "\n".join(f"- **{label}**: covered above." for label in labels) or (
         "- The request was analysed step by step."
     )
-    relevant = gather_facts(_user_turns(messages)[:-1]).relevant_to(request)
+    relevant = _conversation(messages)[1].relevant_to(request)
     told = f"### What you told me\n\n{_told(relevant)}\n\n" if relevant else ""
     return (
         f'## Answer\n\nFor "{_subject(request)}", the balanced answer depends on the '

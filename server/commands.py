@@ -101,8 +101,10 @@ async def execute(
     """
     try:
         check_thread_id(thread_id)
-        await authorize(services, thread_id, principal, claim=command.method in CLAIMING)
-        result = await _dispatch(services, thread_id, command, connection, principal, verdicts)
+        owner = await authorize(services, thread_id, principal, claim=command.method in CLAIMING)
+        result = await _dispatch(
+            services, thread_id, command, connection, principal, verdicts, owned=owner is not None
+        )
     except ProtocolError as exc:
         return failure(command.id, exc.code, exc.message, **exc.details)
     return success(command.id, result)
@@ -151,7 +153,10 @@ async def _dispatch(
     connection: Connection | None,
     principal: Principal,
     verdicts: list[Verdict] | None,
+    *,
+    owned: bool,
 ) -> dict[str, Any]:
+    """Carry out `command`; `owned`: whether the thread had an owner (the caller) before."""
     method = command.method
     settings = services.settings
     if method == "run.start":
@@ -170,11 +175,12 @@ async def _dispatch(
                 verdict.explain(principal.owner),
                 retry_after=verdict.retry_after,
             )
-        services.runs.check(params)
+        context = services.runs.check(params)
         await authorize(services, thread_id, principal, claim=True)
         run = await services.runs.start(
-            thread_id, params, limit_key=principal.limit_key, owner=principal.owner
-        )
+            thread_id, params, limit_key=principal.limit_key, owner=principal.owner,
+            context=context,
+        )  # fmt: skip
         messages = params.input["messages"]
         logger.info(
             "run %s started on thread %s by %s (%d messages)",
@@ -208,7 +214,7 @@ async def _dispatch(
                 "not_supported",
                 "subscriptions need a WebSocket; over HTTP, POST /threads/{id}/stream/events",
             )
-        return await _subscription(services, thread_id, command, connection, principal)
+        return await _subscription(services, thread_id, command, connection, principal, owned=owned)
     raise ProtocolError("unknown_command", "unknown command method")
 
 
@@ -218,6 +224,8 @@ async def _subscription(
     command: Command,
     connection: Connection,
     principal: Principal,
+    *,
+    owned: bool,
 ) -> dict[str, Any]:
     broker = services.broker
     if command.method == "subscription.subscribe":
@@ -231,7 +239,6 @@ async def _subscription(
                 f"this connection already holds {most} subscriptions, the most allowed "
                 "(ALMA_MAX_SUBSCRIPTIONS); unsubscribe one first",
             )
-        owned = await services.owners.owner_of(thread_id) is not None
         subscription = await broker.subscribe(thread_id, params)
         events = owned_events(services, subscription, principal.owner, owned=owned)
         _attach(services, connection, subscription, events)

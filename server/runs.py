@@ -334,6 +334,7 @@ class RunManager:
         owner: str | None = None,
         api: ApiRun | None = None,
         record_kwargs: dict[str, Any] | None = None,
+        context: RunContext | None = None,
     ) -> Run:
         """Start a run on a thread, honouring its multitask strategy.
 
@@ -349,7 +350,8 @@ class RunManager:
             raise ProtocolError(
                 "not_supported", "the server is shutting down; start the run on another one"
             )
-        context = self.check(params)
+        # Callers that checked the request already (to claim its thread) pass what they got.
+        context = context or self.check(params)
         if self._on_start is not None:
             with contextlib.suppress(RedisError, OSError):
                 # As on LangGraph's server, a run's metadata (and so its checkpoints')

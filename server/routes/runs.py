@@ -186,7 +186,7 @@ async def _start(
         on_disconnect=body.on_disconnect,
     )
     try:
-        services.runs.check(params)
+        context = services.runs.check(params)
     except ProtocolError as exc:
         raise _refusal(exc) from exc
     # Only a run known to be valid and allowed takes a thread id: a refused one leaves
@@ -216,7 +216,7 @@ async def _start(
     try:
         run = await services.runs.start(
             thread_id, params, limit_key=principal.limit_key, owner=principal.owner, api=api,
-            record_kwargs=kwargs,
+            record_kwargs=kwargs, context=context,
         )  # fmt: skip
     except ProtocolError as exc:
         raise _refusal(exc) from exc
