@@ -30,6 +30,7 @@ from server.protocol import (
     failure,
     success,
 )
+from server.runs import NO_ACTIVE_RUN
 from server.services import Services
 from server.validation import check_run_input, check_thread_id, describe_invalid, title_of
 
@@ -77,15 +78,6 @@ def _params(model: type[_Params], raw: dict[str, Any]) -> _Params:
 
 logger = logging.getLogger("alma.server")
 
-CLAIMING = frozenset({"subscription.reconnect"})
-"""Commands that make an untouched thread the caller's at once.
-
-`run.start` claims one too, but only once the run is known to be valid and allowed: a
-refused start leaves the thread id free. A subscription claims nothing: on a thread
-nobody owns yet it waits, and its first event goes out only if the caller's own run
-has claimed the thread by then (`owned_events`).
-"""
-
 
 async def execute(
     services: Services,
@@ -101,32 +93,31 @@ async def execute(
     """
     try:
         check_thread_id(thread_id)
-        owner = await authorize(services, thread_id, principal, claim=command.method in CLAIMING)
+        owner = await services.owners.owner_of(thread_id)
         result = await _dispatch(
-            services, thread_id, command, connection, principal, verdicts, owned=owner is not None
+            services, thread_id, command, connection, principal, verdicts, owner=owner
         )
     except ProtocolError as exc:
         return failure(command.id, exc.code, exc.message, **exc.details)
     return success(command.id, result)
 
 
-async def authorize(
-    services: Services, thread_id: str, principal: Principal, *, claim: bool
-) -> str | None:
-    """Let the thread's owner through (claiming an untouched thread if asked); its owner.
+async def authorize(services: Services, thread_id: str, principal: Principal) -> None:
+    """Make the thread the caller's, claiming it if nobody owns it yet.
+
+    Only a run start that passed its checks claims: a refused start, a read or a
+    subscription leaves the id free.
 
     Raises:
-        ProtocolError: `permission_denied` when the thread belongs to another owner.
+        ProtocolError: `permission_denied` when another owner holds the thread. The
+            answer names no owner; reads and cancels on such a thread answer as on a
+            thread that does not exist.
     """
-    owners = services.owners
-    owner = (
-        await owners.claim(thread_id, principal.owner)
-        if claim
-        else await owners.owner_of(thread_id)
-    )
-    if owner is not None and owner != principal.owner:
-        raise ProtocolError("permission_denied", f"thread {thread_id} belongs to another owner")
-    return owner
+    owner = await services.owners.claim(thread_id, principal.owner)
+    if owner != principal.owner:
+        raise ProtocolError(
+            "permission_denied", f"no run can start on thread {thread_id} with this key"
+        )
 
 
 async def owned_events(
@@ -154,10 +145,16 @@ async def _dispatch(
     principal: Principal,
     verdicts: list[Verdict] | None,
     *,
-    owned: bool,
+    owner: str | None,
 ) -> dict[str, Any]:
-    """Carry out `command`; `owned`: whether the thread had an owner (the caller) before."""
+    """Carry out `command` on a thread held by `owner` (None: nobody yet).
+
+    On another owner's thread every command answers as on a thread that does not exist
+    (empty state, no such run, a subscription that sees nothing), so its answers never
+    tell whether an id is taken; only a run start is refused, as it must be.
+    """
     method = command.method
+    foreign = owner is not None and owner != principal.owner
     settings = services.settings
     if method == "run.start":
         params = _params(RunStartParams, command.params)
@@ -176,7 +173,7 @@ async def _dispatch(
                 retry_after=verdict.retry_after,
             )
         context = services.runs.check(params)
-        await authorize(services, thread_id, principal, claim=True)
+        await authorize(services, thread_id, principal)
         run = await services.runs.start(
             thread_id, params, limit_key=principal.limit_key, owner=principal.owner,
             context=context,
@@ -201,20 +198,24 @@ async def _dispatch(
         return {"run_id": run.run_id}
     if method == "run.cancel":
         cancel = _params(RunCancelParams, command.params)
+        if foreign:
+            raise ProtocolError("no_such_run", NO_ACTIVE_RUN)
         await services.runs.cancel(thread_id, cancel.run_id)
         return {}
     if method == "state.get":
-        return await _state(services, thread_id, _params(StateGetParams, command.params))
+        params_get = _params(StateGetParams, command.params)
+        return {"values": {}} if foreign else await _state(services, thread_id, params_get)
     if method == "state.listCheckpoints":
         listing = _params(ListCheckpointsParams, command.params)
-        return await _checkpoints(services, thread_id, listing)
+        return {"checkpoints": []} if foreign else await _checkpoints(services, thread_id, listing)
     if method.startswith("subscription."):
         if connection is None:
             raise ProtocolError(
                 "not_supported",
                 "subscriptions need a WebSocket; over HTTP, POST /threads/{id}/stream/events",
             )
-        return await _subscription(services, thread_id, command, connection, principal, owned=owned)
+        mine = owner == principal.owner
+        return await _subscription(services, thread_id, command, connection, principal, owned=mine)
     raise ProtocolError("unknown_command", "unknown command method")
 
 
@@ -260,9 +261,11 @@ async def _subscription(
             close_subscription(services, old, task)
             params = old.params.model_copy(update={"since": since})
             fresh = await broker.subscribe(thread_id, params)
-            missed += fresh.queue.qsize()
+            if owned:  # another owner's log is not counted to the caller
+                missed += fresh.queue.qsize()
             del connection.subscriptions[key]
-            _attach(services, connection, fresh)
+            events = owned_events(services, fresh, principal.owner, owned=owned)
+            _attach(services, connection, fresh, events)
         return {"restored": True, "missed_events": missed}
     raise ProtocolError("unknown_command", "unknown command method")
 
@@ -271,9 +274,9 @@ def _attach(
     services: Services,
     connection: Connection,
     subscription: Subscription,
-    events: AsyncIterator[dict[str, Any]] | None = None,
+    events: AsyncIterator[dict[str, Any]],
 ) -> None:
-    """Pump a subscription's events into the connection until it ends or overflows."""
+    """Pump a subscription's `events` into the connection until they end or overflow."""
     task = asyncio.create_task(connection.pump(subscription, events))
     connection.subscriptions[subscription.id] = (subscription, task)
 

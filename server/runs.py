@@ -43,6 +43,8 @@ from server.validation import describe_invalid
 logger = logging.getLogger("alma.server")
 
 _CLOSING = "closing-"
+
+NO_ACTIVE_RUN = "the thread has no active run with that id"
 """Lease holders with this prefix are ending a dead process's run, for milliseconds."""
 _CONTEXT_FIELDS = frozenset(f.name for f in dataclasses.fields(RunContext))
 _RUN_CONTEXT = TypeAdapter(RunContext)
@@ -904,7 +906,7 @@ class RunManager:
         if holder is None or holder.run_id != run_id:
             record = await self.records.get(thread_id, run_id)
             if record is None or record.status != "pending":
-                raise ProtocolError("no_such_run", "the thread has no active run with that id")
+                raise ProtocolError("no_such_run", NO_ACTIVE_RUN)
         await self.control.publish({"kind": "cancel", "run_id": run_id, "action": action})
 
     def _cancel_local(self, run: Run, *, rollback: bool = False) -> None:

@@ -1,6 +1,7 @@
 """The guarded service: keys and owners over every endpoint and command, limits shared by
 two processes, request limits."""
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -92,33 +93,52 @@ async def test_another_owners_thread_is_out_of_reach_everywhere(guarded: Service
         assert (await bob.get(f"/threads/{mine}/history")).status_code == 404
         assert (await bob.delete(f"/threads/{mine}")).status_code == 404
         assert (await bob.post("/threads", json={"thread_id": mine})).status_code == 409
-        sse = await bob.post(f"/threads/{mine}/stream/events", json={"channels": ["lifecycle"]})
-        assert sse.status_code == 403
         assert mine not in {t["thread_id"] for t in (await bob.get("/threads")).json()}
-    over_http = {
+    # Every command answers on her thread as on an id nobody has used: no answer tells
+    # Bob the id is taken, except that he cannot start a run there.
+    unused = thread()
+    reads = {
         "state.get": {},
         "state.listCheckpoints": {},
         "run.cancel": {"run_id": run_id},
-        "run.start": {"assistant_id": "manager", "input": HAIKU},
     }
-    for method, params in over_http.items():
-        answer = (await command(guarded, mine, BOB, method, **params)).json()
-        assert answer["error"] == "permission_denied", (method, answer)
-    headers = as_(BOB)
-    async with open_thread(guarded.url, mine, additional_headers=headers) as socket:
-        for method, params in {
-            **over_http,
-            "subscription.subscribe": {"channels": ["lifecycle"]},
-            "subscription.reconnect": {"last_event_id": "0"},
-        }.items():
-            answer = await socket.command(method, **params)
-            assert answer["error"] == "permission_denied", (method, answer)
+    for method, params in reads.items():
+        on_hers = (await command(guarded, mine, BOB, method, **params)).json()
+        on_unused = (await command(guarded, unused, BOB, method, **params)).json()
+        assert on_hers == on_unused, (method, on_hers, on_unused)
+    start = await command(guarded, mine, BOB, "run.start", assistant_id="manager", input=HAIKU)
+    refused = start.json()
+    assert refused["error"] == "permission_denied" and "owner" not in refused["message"]
+    over_socket: dict[str, dict[str, Any]] = {}
+    for thread_id in (mine, unused):
+        async with open_thread(guarded.url, thread_id, additional_headers=as_(BOB)) as socket:
+            over_socket[thread_id] = {
+                # A subscription's id is new each time; the rest must match.
+                method: {k: v for k, v in (await socket.command(method, **params)).items()
+                         if k != "result" or "subscription_id" not in v}
+                for method, params in {
+                    **reads,
+                    "subscription.subscribe": {"channels": ["lifecycle"]},
+                    "subscription.reconnect": {"last_event_id": "0"},
+                }.items()
+            }  # fmt: skip
+    assert over_socket[mine] == over_socket[unused]
+    assert over_socket[mine]["subscription.subscribe"]["type"] == "success"
+    # His stream of her thread shows nothing of her next run: it ends at its first event.
+    async with httpx.AsyncClient(base_url=guarded.url, headers=as_(BOB)) as bob:
+        channels = {"channels": ["lifecycle", "messages", "values"]}
+        async with bob.stream("POST", f"/threads/{mine}/stream/events", json=channels) as sse:
+            assert sse.status_code == 200
+            await finished_run(guarded, mine, ALICE)
+            async with asyncio.timeout(15):
+                seen = await sse.aread()
+    assert b"data:" not in seen, seen[:300]
     # Alice still has all of it.
     async with httpx.AsyncClient(base_url=guarded.url, headers=as_(ALICE)) as alice:
         state = await alice.get(f"/threads/{mine}/state")
         listed = (await alice.get("/threads")).json()
     assert state.status_code == 200
-    assert [m["type"] for m in state.json()["values"]["messages"]] == ["human", "ai"]
+    assert [m["type"] for m in state.json()["values"]["messages"]] == ["human", "ai"] * 2
     # Her list of conversations names it, titled by its first message.
     assert {"thread_id": mine, "title": HAIKU["messages"][0]["content"]}.items() <= next(
         t for t in listed if t["thread_id"] == mine
