@@ -24,6 +24,8 @@ from locust.env import Environment
 from loadtests.ws import ProtocolFailure, RunTiming, ThreadSocket
 
 SCENARIO = os.environ.get("ALMA_LOADTEST_SCENARIO", "smoke")
+CANCEL_DEADLINE = 15.0
+"""Seconds a cancelled run may take to end before the cancel counts as failed."""
 THINK = (float(os.environ.get("ALMA_LOADTEST_THINK_MIN", "1")),
          float(os.environ.get("ALMA_LOADTEST_THINK_MAX", "3")))  # fmt: skip
 
@@ -152,6 +154,9 @@ class ChatUser(ConversationUser):
             timing = socket.follow(RunTiming(started=time.perf_counter()), until_tokens=5)
             started = time.perf_counter()
             socket.command("run.cancel", run_id=run_id)
+            # A cancelled run ends at once; waiting out the socket's long timeout would
+            # outlast the load run and leave the task unrecorded instead of failed.
+            socket.socket.settimeout(CANCEL_DEADLINE)
             socket.follow(timing)
             if timing.outcome == "completed" or timing.ended is None:
                 raise ProtocolFailure(f"the cancelled run ended {timing.outcome!r}")

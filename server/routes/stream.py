@@ -38,7 +38,7 @@ from server.logs import bind
 from server.metrics import MESSAGES_SENT, SLOW_CONSUMERS, SSE_OPEN, WEBSOCKETS_OPEN
 from server.protocol import Command, CommandAnswer, SubscribeParams, failure
 from server.services import Services
-from server.sse import HEADERS, with_heartbeats
+from server.sse import HEADERS, frame, with_heartbeats
 from server.storage_outage import close_for_outage
 from server.validation import describe_invalid
 
@@ -119,22 +119,17 @@ async def stream_events(
         events = owned_events(services, subscription, principal.owner, owned=mine)
         async for event in events:
             sent.inc()
-            yield (
-                f"id: {event['seq']}\nevent: {event['method']}\n".encode()
-                + b"data: "
-                + dumps(event)
-                + b"\n\n"
-            )
+            yield frame(event["method"], dumps(event), str(event["seq"]))
 
     async def body() -> AsyncIterator[bytes]:
         SSE_OPEN.inc()
         try:
-            async for chunk in with_heartbeats(frames(), heartbeat, beat=b": heartbeat\n\n"):
+            async for chunk in with_heartbeats(frames(), heartbeat):
                 yield chunk
         except SlowConsumerError as exc:
             SLOW_CONSUMERS.inc()
             notice = failure(None, "unknown_error", str(exc)) | {"since": exc.last_seq}
-            yield b"event: error\ndata: " + dumps(notice) + b"\n\n"
+            yield frame("error", dumps(notice))
         finally:
             SSE_OPEN.dec()
             services.broker.unsubscribe(subscription)

@@ -58,7 +58,8 @@ def test_smoke_load_with_cancels_and_resumes_fails_on_nothing(tmp_path: Path) ->
     names = {r["name"]: r for r in alma["requests"] if r["type"] == "WS"}
     # Each smoke user goes through every task in turn, so each kind shows up.
     for kind in ("connect", "time to first token", "full run", "cancel", "resume"):
-        assert names[kind]["count"] >= 1 and names[kind]["failures"] == 0, kind
+        assert kind in names, (kind, alma["errors"])
+        assert names[kind]["count"] >= 1 and names[kind]["failures"] == 0, (kind, alma["errors"])
 
 
 def test_smoke_load_through_nginx_reaches_every_process_and_reports_each_count(

@@ -1,9 +1,14 @@
 """Server-Sent Event frames, and heartbeats while a stream is quiet."""
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import server
 from server.sse import HEARTBEAT, frame, with_heartbeats
+
+SERVER = Path(server.__file__).parent
 
 
 def test_frames_are_crlf_lines_with_an_optional_id() -> None:
@@ -64,3 +69,14 @@ async def test_a_consumer_that_leaves_mid_wait_closes_the_source_without_an_erro
     assert await anext(stream) == HEARTBEAT
     await stream.aclose()  # type: ignore[attr-defined]
     assert closed.is_set()
+
+
+def test_every_event_stream_of_the_service_is_framed_in_one_place() -> None:
+    # Two framings (LF in one stream, CRLF in another) once drifted apart: a frame is
+    # written by `server.sse.frame` only.
+    framed_by_hand = [
+        path.relative_to(SERVER.parent)
+        for path in SERVER.rglob("*.py")
+        if path.name != "sse.py" and re.search(r"""b?["']data: """, path.read_text())
+    ]
+    assert framed_by_hand == []
