@@ -14,7 +14,8 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 
-from graphs.manager import ANSWER_NODES, ROUTE_NODES, build_manager_graph
+from graphs.interface import ROUTE_NODES, is_answer
+from graphs.manager import build_manager_graph
 from nodes.models import ModelProvider
 from nodes.run_context import RouterMode, RunContext
 
@@ -37,7 +38,7 @@ class PromptRecorder(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """Remember the prompt when an answering node calls its model."""
-        if (metadata or {}).get("langgraph_node") in ANSWER_NODES and messages:
+        if is_answer((metadata or {}).get("langgraph_node")) and messages:
             self.last_prompt = "\n".join(message.text for message in messages[0])
 
 

@@ -19,13 +19,6 @@ from nodes.models import ModelProvider
 from nodes.router import consult_router, recover_route, route_request
 from nodes.run_context import RunContext
 
-ROUTE_NODES = frozenset({"creative", "analytical"})
-"""The manager's nodes that answer: one subgraph per route."""
-ANSWER_NODES = frozenset({"compose", "refine", "synthesise"})
-"""Nodes whose streamed tokens are the answer itself (the others are working notes)."""
-DRAFT_NODES = frozenset({"compose"})
-"""Answer nodes whose text is only a draft when the run refines it."""
-
 
 def route_by_decision(
     state: State,

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 from websockets.exceptions import InvalidHandshake, InvalidURI
 
+from graphs.interface import ROUTE_NODES
 from graphs.manager import build_manager_graph
 from memory.factory import RedisUnavailableError, open_memory
 from memory.settings import MemorySettings
@@ -48,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     chat.add_argument("message", nargs="?", help="what to ask; omit for an interactive session")
     chat.add_argument("--thread", help="conversation id to continue (default: a new one)")
-    chat.add_argument("--route", choices=["creative", "analytical"], help="force a route")
+    chat.add_argument("--route", choices=sorted(ROUTE_NODES), help="force a route")
     chat.add_argument(
         "--router", choices=["heuristic", "llm", "hybrid"], default="hybrid", help="router"
     )

@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.stream.transformers import CustomTransformer, UpdatesTransformer
@@ -25,7 +24,7 @@ from langgraph.types import Command
 from pydantic import TypeAdapter, ValidationError
 from redis.exceptions import RedisError
 
-from graphs.manager import ANSWER_NODES, ROUTE_NODES
+from graphs.interface import decided_route, outcome_of
 from nodes.run_context import RunContext
 from server import metrics
 from server.api_stream import api_events, api_wire
@@ -37,6 +36,7 @@ from server.events import from_graph, is_terminal, lifecycle, numbered
 from server.logs import bound
 from server.observer import Observability, RunObserver
 from server.protocol import ProtocolError, RunStartParams
+from server.run_progress import RunProgress
 from server.run_records import MemoryRunRecords, RunRecord, RunRecords, RunStatus
 from server.validation import describe_invalid
 
@@ -132,19 +132,14 @@ class Run:
     thread_id: str
     task: asyncio.Task[None] | None = None
     cancelled: bool = False
-    answer: dict[str, str] = field(default_factory=dict)
-    """Text streamed so far per answer message id, kept if the run is cancelled."""
-    answer_route: str | None = None
+    progress: RunProgress = field(default_factory=RunProgress)
+    """Timing, route and answer text seen in the run's stream."""
     winding_down: bool = False
     """The graph has stopped: the run is recording how it ended."""
     stopper: asyncio.Task[None] | None = None
     limit_key: str | None = None
     """Whose token budget the run's model calls are charged to."""
     owner: str | None = None
-    started: float = field(default_factory=time.perf_counter)
-    first_token_at: float | None = None
-    last_token_at: float | None = None
-    route: str | None = None
     api: ApiRun | None = None
     """How a run started through LangGraph's API streams (None: the protocol's events)."""
     rollback: bool = False
@@ -228,21 +223,21 @@ def _fork_point(api: ApiRun | None) -> dict[str, Any]:
             "checkpoint_ns": api.checkpoint.get("checkpoint_ns") or ""}  # fmt: skip
 
 
-def _remember_api_answer(run: Run, event: dict[str, Any]) -> None:
-    """Track the answer's text from `messages-tuple` tokens, to keep it if cancelled."""
+def _note_api_message(progress: RunProgress, event: dict[str, Any]) -> None:
+    """Hand the tracker a `messages-tuple` token of an API run."""
     params = event["params"]
     if not params["event"].startswith("messages|") and params["event"] != "messages":
         return
     chunk, metadata = params["data"]
-    if metadata.get("langgraph_node") not in ANSWER_NODES or chunk.get("type") != "AIMessageChunk":
+    if chunk.get("type") != "AIMessageChunk":
         return
-    message_id = str(chunk.get("id"))
-    if message_id not in run.answer:
-        run.answer = {message_id: ""}
-        run.answer_route = str(metadata.get("langgraph_checkpoint_ns", "")).split(":", 1)[0] or None
     text = chunk.get("content")
-    if isinstance(text, str):
-        run.answer[message_id] += text
+    progress.text(
+        metadata.get("langgraph_node"),
+        str(metadata.get("langgraph_checkpoint_ns", "")),
+        str(chunk.get("id")),
+        text if isinstance(text, str) else "",
+    )
 
 
 def _busy(thread_id: str, run_id: str) -> str:
@@ -252,23 +247,24 @@ def _busy(thread_id: str, run_id: str) -> str:
     )
 
 
-def _note_progress(run: Run, event: dict[str, Any]) -> None:
-    """Track the run's route and when its tokens flow, from the events it streams."""
+def _note_protocol_event(progress: RunProgress, event: dict[str, Any]) -> None:
+    """Hand the tracker a protocol run's tokens and routing decision."""
     params = event["params"]
     data = params.get("data")
     if not isinstance(data, dict):
         return
     if event["method"] == "messages":
-        delta = data.get("delta")
-        if data.get("event") == "content-block-delta" and isinstance(delta, dict):
-            if delta.get("type") == "text-delta" and delta.get("text"):
-                run.last_token_at = time.perf_counter()
-                if run.first_token_at is None:
-                    run.first_token_at = run.last_token_at
-    elif event["method"] == "updates" and data.get("node") == "route":
-        decision = (data.get("values") or {}).get("decision")
-        if isinstance(decision, dict) and isinstance(decision.get("route"), str):
-            run.route = decision["route"]
+        node, namespace = params.get("node"), params.get("namespace") or ()
+        if data.get("event") == "message-start":
+            progress.text(node, namespace, str(data.get("id")), "")
+        elif data.get("event") == "content-block-delta":
+            delta = data.get("delta")
+            if isinstance(delta, dict) and delta.get("type") == "text-delta":
+                progress.text(node, namespace, None, str(delta.get("text") or ""))
+    elif event["method"] == "updates":
+        route = decided_route(data.get("node"), data.get("values"))
+        if route is not None:
+            progress.route = route
 
 
 class RunManager:
@@ -555,14 +551,12 @@ class RunManager:
                 await self._stream_api(run, run.api, params, config, context, emitter)
             run.winding_down = True
             state = await self.graph.aget_state({"configurable": {"thread_id": run.thread_id}})
-            await self._charge(run, state.values.get("usage"))
-            decision = state.values.get("decision")
-            run.route = (decision or {}).get("route") or run.route
-            error = state.values.get("error")
-            if error:
-                terminal = lifecycle(
-                    "failed", run_id=run.run_id, error=error["message"], code=error["code"]
-                )
+            outcome = outcome_of(state.values)
+            await self._charge(run, outcome.tokens)
+            run.progress.route = outcome.route or run.progress.route
+            if outcome.error is not None:
+                code, message = outcome.error
+                terminal = lifecycle("failed", run_id=run.run_id, error=message, code=code)
             else:
                 terminal = lifecycle("completed", run_id=run.run_id)
         except asyncio.CancelledError:
@@ -622,8 +616,7 @@ class RunManager:
         graph_names: dict[str, str] = {}
         async for event in stream:
             wire = from_graph(event, graph_names)
-            self._remember_answer(run, wire)
-            _note_progress(run, wire)
+            _note_protocol_event(run.progress, wire)
             await emitter.emit(wire)
 
     async def _stream_api(
@@ -642,10 +635,8 @@ class RunManager:
             context=context, interrupt_before=api.interrupt_before,
             interrupt_after=api.interrupt_after,
         ):  # fmt: skip
-            if name.startswith("messages") and run.first_token_at is None:
-                run.first_token_at = time.perf_counter()
             event = api_event(name, data)
-            _remember_api_answer(run, event)
+            _note_api_message(run.progress, event)
             await emitter.emit(event)
 
     async def _record_end(self, run: Run, record: RunRecord, terminal: dict[str, Any]) -> None:
@@ -667,27 +658,28 @@ class RunManager:
     ) -> dict[str, Any]:
         """Record how the run went in metrics and the log; the figures its last event carries."""
         now = time.perf_counter()
+        progress = run.progress
         data = terminal["params"]["data"]
         code = data.get("code") or ""
         outcome = (
             "completed" if data["event"] == "completed"
             else "cancelled" if code == "cancelled" else "failed"
         )  # fmt: skip
-        route = run.route or "unknown"
+        route = progress.route or "unknown"
         metrics.RUNS_FINISHED.labels(route, outcome, code).inc()
-        metrics.RUN_DURATION.labels(route, outcome).observe(now - run.started)
+        metrics.RUN_DURATION.labels(route, outcome).observe(now - progress.started)
         figures: dict[str, Any] = {
-            "route": run.route,
-            "duration_ms": round((now - run.started) * 1000, 1),
+            "route": progress.route,
+            "duration_ms": round((now - progress.started) * 1000, 1),
             "cost_usd": round(observer.cost_usd, 8),
             "models": {name: dataclasses.asdict(t) for name, t in observer.models.items()},
         }
-        if run.first_token_at is not None:
-            ttft = run.first_token_at - run.started
+        if progress.first_token_at is not None:
+            ttft = progress.first_token_at - progress.started
             metrics.TIME_TO_FIRST_TOKEN.labels(route).observe(ttft)
             figures["time_to_first_token_ms"] = round(ttft * 1000, 1)
             completion = sum(totals.completion_tokens for totals in observer.models.values())
-            streaming = (run.last_token_at or now) - run.first_token_at
+            streaming = (progress.last_token_at or now) - progress.first_token_at
             if completion and streaming > 0:
                 metrics.TOKENS_PER_SECOND.labels(route).observe(completion / streaming)
                 figures["tokens_per_second"] = round(completion / streaming, 1)
@@ -788,11 +780,9 @@ class RunManager:
         )  # fmt: skip
         return last + 1
 
-    async def _charge(self, run: Run, usage: Any) -> None:
-        if self.spend_tokens is None or run.limit_key is None or not isinstance(usage, dict):
+    async def _charge(self, run: Run, tokens: int) -> None:
+        if self.spend_tokens is None or run.limit_key is None or tokens <= 0:
             return
-        total = usage.get("total") or {}
-        tokens = int(total.get("input_tokens", 0)) + int(total.get("output_tokens", 0))
         try:
             await self.spend_tokens(run.limit_key, tokens)
         except Exception:
@@ -808,40 +798,13 @@ class RunManager:
                 # A renewal that fails now may succeed next time; the renewer lives on.
                 logger.warning("could not renew the lease of thread %s: %r", thread_id, exc)
 
-    @staticmethod
-    def _remember_answer(run: Run, event: dict[str, Any]) -> None:
-        params = event["params"]
-        if event["method"] != "messages" or params.get("node") not in ANSWER_NODES:
-            return
-        data = params["data"]
-        if data.get("event") == "message-start":
-            run.answer = {data["id"]: ""}
-            namespace = params.get("namespace") or [""]
-            run.answer_route = namespace[0].split(":", 1)[0] or None
-        elif data.get("event") == "content-block-delta" and run.answer:
-            delta = data.get("delta") or {}
-            if delta.get("type") == "text-delta":
-                [message_id] = run.answer
-                run.answer[message_id] += delta.get("text", "")
-
     async def _keep_partial_answer(self, run: Run, config: RunnableConfig) -> None:
         # Text the user already saw is kept in the thread, marked as cancelled.
-        if not run.answer or run.answer_route not in ROUTE_NODES:
+        partial = run.progress.partial()
+        if partial is None:
             return
-        [(message_id, text)] = run.answer.items()
-        if not text:
-            return
-        partial = AIMessage(text, id=message_id, response_metadata={"cancelled": True})
-        error = {
-            "code": "cancelled",
-            "message": "The answer was stopped before it finished.",
-            "retryable": True,
-            "node": run.answer_route,
-        }
         try:
-            await self.graph.aupdate_state(
-                config, {"messages": [partial], "error": error}, as_node=run.answer_route
-            )
+            await self.graph.aupdate_state(config, partial.values, as_node=partial.as_node)
         except Exception:
             logger.exception("could not keep the partial answer of run %s", run.run_id)
 

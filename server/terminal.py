@@ -13,13 +13,9 @@ from langchain_core.messages import AIMessageChunk
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 
-from graphs.manager import ANSWER_NODES, DRAFT_NODES
+from graphs.interface import is_answer, is_draft, is_note
 from nodes.run_context import RunContext
 from server.client import ProtocolClient
-
-# The analysis steps stream as working notes; the planner's and router's raw output is
-# shown in digested form instead.
-NOTE_NODES = frozenset({"analyse"})
 
 
 @dataclass
@@ -99,17 +95,17 @@ class RunPrinter:
 
     def token(self, node: str | None, text: str) -> None:
         """A token of the answer, or of the analysis notes; other nodes' are not shown."""
-        if not text or node not in ANSWER_NODES | NOTE_NODES:
+        if not text or not (is_answer(node) or is_note(node)):
             return
         report = self.report
         if report.first_token is None:
             report.first_token = time.perf_counter()
         report.tokens += 1
-        if node in ANSWER_NODES:
+        if is_answer(node):
             if self._in_note:
                 self.out.write("\n\n")
                 self._in_note = False
-            drafting = self.refining and node in DRAFT_NODES
+            drafting = self.refining and is_draft(node)
             if self.refining and node != self._answer_node:
                 self._label(drafting=drafting)
             self._answer_node = node

@@ -18,6 +18,7 @@ from langchain_core.tracers.langchain import LangChainTracer
 from langchain_core.tracers.schemas import Run
 from langsmith import Client
 
+from graphs.interface import route_of
 from server.metrics import ComponentState
 
 logger = logging.getLogger("alma.server")
@@ -32,9 +33,8 @@ class RunTracer(LangChainTracer):
     def _with_route(self, run: Run) -> None:
         if run.parent_run_id is not None or not isinstance(run.outputs, dict):
             return
-        decision = run.outputs.get("decision")
-        route = decision.get("route") if isinstance(decision, dict) else None
-        if isinstance(route, str):
+        route = route_of(run.outputs)
+        if route is not None:
             run.extra.setdefault("metadata", {})["route"] = route
             run.tags = [*(run.tags or []), f"route:{route}"]
 
