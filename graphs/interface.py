@@ -15,6 +15,8 @@ from typing import Any
 
 from langchain_core.messages import AIMessage
 
+from nodes.errors import ErrorCode
+
 ROUTE_NODES = frozenset({"creative", "analytical"})
 """The manager's nodes that answer: one subgraph per route."""
 ANSWER_NODES = frozenset({"compose", "refine", "synthesise"})
@@ -102,7 +104,7 @@ def partial_answer(route: str | None, message_id: str, text: str) -> PartialAnsw
         return None
     message = AIMessage(text, id=message_id, response_metadata={"cancelled": True})
     error = {
-        "code": "cancelled",
+        "code": ErrorCode.CANCELLED,
         "message": "The answer was stopped before it finished.",
         "retryable": True,
         "node": route,

@@ -21,7 +21,11 @@ logger = logging.getLogger("alma.nodes")
 
 
 class ErrorCode(StrEnum):
-    """Stable error codes a client may branch on."""
+    """Stable codes of a failed run, the only ones a client may meet and branch on.
+
+    Most come from inside the graph; the service adds the last three for runs it
+    stopped (cancelled), lost (worker_lost: its process died) or could not store.
+    """
 
     PROVIDER_TIMEOUT = "provider_timeout"
     PROVIDER_RATE_LIMITED = "provider_rate_limited"
@@ -29,8 +33,10 @@ class ErrorCode(StrEnum):
     PROVIDER_REJECTED = "provider_rejected"
     INVALID_MODEL_OUTPUT = "invalid_model_output"
     CONTEXT_OVERFLOW = "context_overflow"
-    STORAGE_UNAVAILABLE = "storage_unavailable"
     INTERNAL = "internal"
+    CANCELLED = "cancelled"
+    WORKER_LOST = "worker_lost"
+    STORAGE_UNAVAILABLE = "storage_unavailable"
 
 
 class RunError(TypedDict):

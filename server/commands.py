@@ -30,6 +30,7 @@ from server.protocol import (
     failure,
     success,
 )
+from server.refusals import Refusal, Refused
 from server.runs import NO_ACTIVE_RUN
 from server.services import Services
 from server.validation import check_run_input, check_thread_id, describe_invalid, title_of
@@ -99,6 +100,8 @@ async def execute(
         )
     except ProtocolError as exc:
         return failure(command.id, exc.code, exc.message, **exc.details)
+    except Refused as exc:
+        return failure(command.id, exc.protocol_code, exc.message, **exc.details)
     return success(command.id, result)
 
 
@@ -109,15 +112,13 @@ async def authorize(services: Services, thread_id: str, principal: Principal) ->
     subscription leaves the id free.
 
     Raises:
-        ProtocolError: `permission_denied` when another owner holds the thread. The
+        Refused: `NOT_FOUND` when another owner holds the thread. The
             answer names no owner; reads and cancels on such a thread answer as on a
             thread that does not exist.
     """
     owner = await services.owners.claim(thread_id, principal.owner)
     if owner != principal.owner:
-        raise ProtocolError(
-            "permission_denied", f"no run can start on thread {thread_id} with this key"
-        )
+        raise Refused(Refusal.NOT_FOUND, f"no run can start on thread {thread_id} with this key")
 
 
 async def owned_events(
@@ -167,8 +168,8 @@ async def _dispatch(
         if verdicts is not None:
             verdicts.append(verdict)
         if not verdict.allowed:
-            raise ProtocolError(
-                "permission_denied",
+            raise Refused(
+                Refusal.LIMITED,
                 verdict.explain(principal.owner),
                 retry_after=verdict.retry_after,
             )
@@ -199,7 +200,7 @@ async def _dispatch(
     if method == "run.cancel":
         cancel = _params(RunCancelParams, command.params)
         if foreign:
-            raise ProtocolError("no_such_run", NO_ACTIVE_RUN)
+            raise Refused(Refusal.NO_SUCH_RUN, NO_ACTIVE_RUN)
         await services.runs.cancel(thread_id, cancel.run_id)
         return {}
     if method == "state.get":
@@ -235,8 +236,8 @@ async def _subscription(
         if len(connection.subscriptions) >= most:
             # Each subscription is a queue and a copy of every event it matches: one
             # connection must not make the server hold and send thousands.
-            raise ProtocolError(
-                "permission_denied",
+            raise Refused(
+                Refusal.LIMITED,
                 f"this connection already holds {most} subscriptions, the most allowed "
                 "(ALMA_MAX_SUBSCRIPTIONS); unsubscribe one first",
             )
@@ -322,7 +323,7 @@ async def close_connection(services: Services, connection: Connection) -> None:
     for run_id in connection.cancel_on_close:
         run = services.runs.runs.get(run_id)
         if run is not None:
-            with contextlib.suppress(ProtocolError, RedisError):
+            with contextlib.suppress(Refused, RedisError):
                 await services.runs.cancel(run.thread_id, run_id)
 
 

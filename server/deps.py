@@ -10,6 +10,7 @@ from starlette.requests import HTTPConnection
 
 from server.auth import AuthError, Principal, key_from_headers
 from server.limits import Verdict
+from server.refusals import Refused
 from server.services import Services
 from server.validation import THREAD_ID_PATTERN
 
@@ -58,6 +59,11 @@ def enforce(verdict: Verdict, who: str) -> None:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS, verdict.explain(who), headers=verdict.headers()
         )
+
+
+def http_refusal(exc: Refused) -> HTTPException:
+    """A refusal of the service as the LangGraph API answers it."""
+    return HTTPException(exc.http_status, exc.message)
 
 
 def operator_endpoint(name: str) -> Callable[[Request, Services], None]:

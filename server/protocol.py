@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-ErrorCode = Literal[
+ProtocolCode = Literal[
     "invalid_argument",
     "unknown_command",
     "unknown_error",
@@ -36,9 +36,9 @@ Namespace = list[str]
 class ProtocolError(Exception):
     """A command failed in a way the client should hear about, with a protocol code."""
 
-    def __init__(self, code: ErrorCode, message: str, **details: Any) -> None:
+    def __init__(self, code: ProtocolCode, message: str, **details: Any) -> None:
         super().__init__(message)
-        self.code: ErrorCode = code
+        self.code: ProtocolCode = code
         self.message = message
         self.details = details
         """Extra fields for the answer (e.g. `retry_after` of a rate limit)."""
@@ -153,7 +153,7 @@ def success(command_id: int, result: dict[str, Any]) -> dict[str, Any]:
 
 
 def failure(
-    command_id: int | None, code: ErrorCode, message: str, **details: Any
+    command_id: int | None, code: ProtocolCode, message: str, **details: Any
 ) -> dict[str, Any]:
     """The answer to a command that failed."""
     return {"type": "error", "id": command_id, "error": code, "message": message, **details}

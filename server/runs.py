@@ -25,6 +25,7 @@ from pydantic import TypeAdapter, ValidationError
 from redis.exceptions import RedisError
 
 from graphs.interface import decided_route, outcome_of
+from nodes.errors import ErrorCode
 from nodes.run_context import RunContext
 from server import metrics
 from server.api_stream import api_events, api_wire
@@ -35,7 +36,8 @@ from server.event_log import EventLog
 from server.events import from_graph, is_terminal, lifecycle, numbered
 from server.logs import bound
 from server.observer import Observability, RunObserver
-from server.protocol import ProtocolError, RunStartParams
+from server.protocol import RunStartParams
+from server.refusals import Refusal, Refused
 from server.run_progress import RunProgress
 from server.run_records import MemoryRunRecords, RunRecord, RunRecords, RunStatus
 from server.validation import describe_invalid
@@ -190,7 +192,7 @@ def _status_of(terminal: dict[str, Any]) -> RunStatus:
     data = terminal["params"]["data"]
     if data["event"] in _STATUS:
         return _STATUS[data["event"]]  # type: ignore[return-value]
-    return "interrupted" if data.get("code") == "cancelled" else "error"
+    return "interrupted" if data.get("code") == ErrorCode.CANCELLED else "error"
 
 
 def _mirrored(run: Run, params: RunStartParams) -> dict[str, Any]:
@@ -341,12 +343,12 @@ class RunManager:
         `rollback`), as LangGraph's API does; `reject` is refused here either way.
 
         Raises:
-            ProtocolError: for a bad request, a busy thread under `reject`, or a server
+            Refused: for a bad request, a busy thread under `reject`, or a server
                 that is shutting down.
         """
         if self.draining:
-            raise ProtocolError(
-                "not_supported", "the server is shutting down; start the run on another one"
+            raise Refused(
+                Refusal.SHUTTING_DOWN, "the server is shutting down; start the run on another one"
             )
         # Callers that checked the request already (to claim its thread) pass what they got.
         context = context or self.check(params)
@@ -396,9 +398,10 @@ class RunManager:
                 record.status = "interrupted"
                 await self.records.put(record)
             raise
-        except ProtocolError as exc:
+        except Refused as exc:
             self.runs.pop(run.run_id, None)
-            record.status, record.error = "error", {"error": exc.code, "message": str(exc)}
+            record.status = "error"
+            record.error = {"error": exc.protocol_code, "message": exc.message}
             await self.records.put(record)
             return
         await self._begin(run, record, params, context)
@@ -432,11 +435,11 @@ class RunManager:
         """The run's context, once its assistant and context are known to be good.
 
         Raises:
-            ProtocolError: `invalid_argument`, naming what is wrong.
+            Refused: `INVALID`, naming what is wrong.
         """
         if resolve_assistant(params.assistant_id) is None:
-            raise ProtocolError(
-                "invalid_argument",
+            raise Refused(
+                Refusal.INVALID,
                 f"unknown assistant_id {params.assistant_id!r}; this server runs 'manager'",
             )
         return self._context(params)
@@ -447,17 +450,15 @@ class RunManager:
         chosen.update(params.context)
         unknown = set(chosen) - _CONTEXT_FIELDS
         if unknown:
-            raise ProtocolError(
-                "invalid_argument", f"unknown context field(s): {', '.join(sorted(unknown))}"
+            raise Refused(
+                Refusal.INVALID, f"unknown context field(s): {', '.join(sorted(unknown))}"
             )
         try:
             # Validated as its schema says (a route or router outside its choices is
             # refused here, not left to fail inside the run).
             return _RUN_CONTEXT.validate_python(chosen)
         except ValidationError as exc:
-            raise ProtocolError(
-                "invalid_argument", f"invalid run context: {describe_invalid(exc)}"
-            ) from exc
+            raise Refused(Refusal.INVALID, f"invalid run context: {describe_invalid(exc)}") from exc
 
     async def _try_take_thread(self, thread_id: str, run_id: str, strategy: str) -> bool:
         """Take a free thread now; refuse a busy one under `reject`; else `False`."""
@@ -470,7 +471,7 @@ class RunManager:
         if strategy == "reject" and not (
             holder.run_id.startswith(_CLOSING) or await self._ending(thread_id, holder)
         ):
-            raise ProtocolError("invalid_argument", _busy(thread_id, holder.run_id))
+            raise Refused(Refusal.BUSY, _busy(thread_id, holder.run_id))
         return False
 
     async def _take_thread(self, thread_id: str, run_id: str, strategy: str) -> None:
@@ -498,14 +499,14 @@ class RunManager:
                 await asyncio.sleep(0.05)
                 continue
             if strategy == "reject":
-                raise ProtocolError("invalid_argument", _busy(thread_id, holder.run_id))
+                raise Refused(Refusal.BUSY, _busy(thread_id, holder.run_id))
             if strategy in ("interrupt", "rollback") and not interrupted:
-                with contextlib.suppress(ProtocolError):  # it ended meanwhile
+                with contextlib.suppress(Refused):  # it ended meanwhile
                     await self.cancel(thread_id, holder.run_id, action=strategy)
                 interrupted = True
             if asyncio.get_running_loop().time() > deadline:
-                raise ProtocolError(
-                    "invalid_argument",
+                raise Refused(
+                    Refusal.BUSY,
                     f"thread {thread_id} stayed busy with run {holder.run_id} for "
                     f"{self.wait_seconds:g}s",
                 )
@@ -564,19 +565,22 @@ class RunManager:
             if not run.rollback:
                 await self._keep_partial_answer(run, config)
             why = SHUTDOWN_MESSAGE if self.draining else "the run was cancelled"
-            terminal = lifecycle("failed", run_id=run.run_id, error=why, code="cancelled")
+            terminal = lifecycle("failed", run_id=run.run_id, error=why, code=ErrorCode.CANCELLED)
         except (RedisError, OSError) as exc:
             logger.error("run %s lost its storage: %s", run.run_id, exc)
             terminal = lifecycle(
                 "failed",
                 run_id=run.run_id,
                 error=f"conversation storage failed: {exc}",
-                code="storage_unavailable",
+                code=ErrorCode.STORAGE_UNAVAILABLE,
             )
         except Exception as exc:
-            logger.exception("run %s failed", run.run_id, extra={"error_code": "internal"})
+            logger.exception("run %s failed", run.run_id, extra={"error_code": ErrorCode.INTERNAL})
             terminal = lifecycle(
-                "failed", run_id=run.run_id, error=f"{type(exc).__name__}: {exc}", code="internal"
+                "failed",
+                run_id=run.run_id,
+                error=f"{type(exc).__name__}: {exc}",
+                code=ErrorCode.INTERNAL,
             )
         finally:
             run.winding_down = True
@@ -649,7 +653,7 @@ class RunManager:
             record.status = _status_of(terminal)
             data = terminal["params"]["data"]
             if record.status == "error":
-                record.error = {"error": data.get("code") or "internal",
+                record.error = {"error": data.get("code") or ErrorCode.INTERNAL,
                                 "message": data.get("error") or ""}  # fmt: skip
             await self.records.put(record)
 
@@ -663,7 +667,7 @@ class RunManager:
         code = data.get("code") or ""
         outcome = (
             "completed" if data["event"] == "completed"
-            else "cancelled" if code == "cancelled" else "failed"
+            else "cancelled" if code == ErrorCode.CANCELLED else "failed"
         )  # fmt: skip
         route = progress.route or "unknown"
         metrics.RUNS_FINISHED.labels(route, outcome, code).inc()
@@ -768,15 +772,15 @@ class RunManager:
             "failed",
             run_id=str(run_id),
             error=LOST_MESSAGE,
-            code="worker_lost",
+            code=ErrorCode.WORKER_LOST,
         )
         events = [numbered(ending, last + 1)]
         await self.log.append(thread_id, events)
         self.broker.publish(thread_id, events)
-        metrics.RUNS_FINISHED.labels("unknown", "failed", "worker_lost").inc()
+        metrics.RUNS_FINISHED.labels("unknown", "failed", ErrorCode.WORKER_LOST).inc()
         logger.warning(
             "run %s on thread %s was left unfinished by a stopped process; ended it",
-            run_id, thread_id, extra={"error_code": "worker_lost"},
+            run_id, thread_id, extra={"error_code": ErrorCode.WORKER_LOST},
         )  # fmt: skip
         return last + 1
 
@@ -839,7 +843,7 @@ class RunManager:
             data = end["params"]["data"] if end else {}
             record.status = _status_of(end) if end else "error"
             if record.status == "error":
-                record.error = {"error": data.get("code") or "worker_lost",
+                record.error = {"error": data.get("code") or ErrorCode.WORKER_LOST,
                                 "message": data.get("error") or LOST_MESSAGE}  # fmt: skip
             with contextlib.suppress(RedisError, OSError):
                 await self.records.put(record)
@@ -859,7 +863,7 @@ class RunManager:
         `rollback` also deletes what the run wrote (its checkpoints and record).
 
         Raises:
-            ProtocolError: `no_such_run` when the thread has no such active run.
+            Refused: `NO_SUCH_RUN` when the thread has no such active run.
         """
         local = self.runs.get(run_id)
         if local is not None and local.thread_id == thread_id:
@@ -869,7 +873,7 @@ class RunManager:
         if holder is None or holder.run_id != run_id:
             record = await self.records.get(thread_id, run_id)
             if record is None or record.status != "pending":
-                raise ProtocolError("no_such_run", NO_ACTIVE_RUN)
+                raise Refused(Refusal.NO_SUCH_RUN, NO_ACTIVE_RUN)
         await self.control.publish({"kind": "cancel", "run_id": run_id, "action": action})
 
     def _cancel_local(self, run: Run, *, rollback: bool = False) -> None:

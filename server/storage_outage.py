@@ -13,6 +13,8 @@ from fastapi import Request, WebSocket
 from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketState
 
+from nodes.errors import ErrorCode
+
 logger = logging.getLogger("alma.storage")
 
 RETRY_AFTER_SECONDS = 2
@@ -25,7 +27,7 @@ MESSAGE = "conversation storage is unavailable; try again shortly"
 def _log(where: str, exc: BaseException) -> None:
     logger.warning(
         "storage unavailable (%s): %s: %s", where, type(exc).__name__, exc,
-        extra={"error_code": "storage_unavailable"},
+        extra={"error_code": ErrorCode.STORAGE_UNAVAILABLE},
     )  # fmt: skip
 
 
@@ -33,7 +35,7 @@ async def storage_unavailable(request: Request, exc: Exception) -> JSONResponse:
     """The answer to an HTTP request that needed Redis while it was away."""
     _log(f"{request.method} {request.url.path}", exc)
     return JSONResponse(
-        {"error": "storage_unavailable", "message": MESSAGE},
+        {"error": ErrorCode.STORAGE_UNAVAILABLE, "message": MESSAGE},
         status_code=503,
         headers={"retry-after": str(RETRY_AFTER_SECONDS)},
     )

@@ -16,6 +16,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.types import Interrupt, PregelTask, StateSnapshot
 from typing_extensions import TypedDict
 
+from nodes.errors import ErrorCode
 from server.api_stream import api_wire
 from server.api_stream import checkpoint_of as api_checkpoint_of
 from server.events import is_terminal
@@ -162,7 +163,7 @@ def _failure(last_event: Mapping[str, Any] | None, snapshot: StateSnapshot) -> T
     if last_event is None or not is_terminal(last_event):
         return None
     data = last_event["params"]["data"]
-    if data.get("event") != "failed" or data.get("code") == "cancelled":
+    if data.get("event") != "failed" or data.get("code") == ErrorCode.CANCELLED:
         return None  # a cancelled run is not an error, in ALMA as in LangGraph
     # The event's time is whole milliseconds, cut down: a checkpoint written in the
     # same millisecond, before it, must not look later.

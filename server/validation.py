@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from server.protocol import ProtocolError
+from server.refusals import Refusal, Refused
 
 THREAD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 """Thread and run ids: 1-128 of letters, digits and `._:@-`, starting alphanumeric."""
@@ -42,10 +42,10 @@ def describe_invalid(exc: ValidationError) -> str:
 
 
 def check_thread_id(thread_id: str) -> None:
-    """Raises `ProtocolError` for an id outside the allowed format."""
+    """Raises `Refused` for an id outside the allowed format."""
     if not _THREAD_ID.match(thread_id):
-        raise ProtocolError(
-            "invalid_argument",
+        raise Refused(
+            Refusal.INVALID,
             "thread id must be 1-128 letters, digits or ._:@- and start with a letter or digit",
         )
 
@@ -54,18 +54,16 @@ def check_run_input(value: Any, *, max_messages: int, max_chars: int) -> dict[st
     """The run input `{"messages": [...]}`, validated and its text normalised.
 
     Raises:
-        ProtocolError: `invalid_argument`, naming the field and, for a size, the limit.
+        Refused: `INVALID`, naming the field and, for a size, the limit.
     """
     if not isinstance(value, dict) or set(value) != {"messages"}:
-        raise ProtocolError(
-            "invalid_argument", 'input must be {"messages": [...]} and nothing else'
-        )
+        raise Refused(Refusal.INVALID, 'input must be {"messages": [...]} and nothing else')
     messages = value["messages"]
     if not isinstance(messages, list) or not messages:
-        raise ProtocolError("invalid_argument", "input.messages must be a non-empty list")
+        raise Refused(Refusal.INVALID, "input.messages must be a non-empty list")
     if len(messages) > max_messages:
-        raise ProtocolError(
-            "invalid_argument",
+        raise Refused(
+            Refusal.INVALID,
             f"input.messages has {len(messages)} messages; the limit is {max_messages} "
             "(ALMA_MAX_MESSAGES)",
         )
@@ -81,30 +79,28 @@ def _message(message: Any, where: str, max_chars: int) -> dict[str, Any]:
     if isinstance(message, list | tuple) and len(message) == 2:
         message = {"role": message[0], "content": message[1]}
     if not isinstance(message, dict):
-        raise ProtocolError("invalid_argument", f"{where} must be an object with role and content")
+        raise Refused(Refusal.INVALID, f"{where} must be an object with role and content")
     role = message.get("role", message.get("type"))
     if role not in _ROLES:
-        raise ProtocolError(
-            "invalid_argument", f"{where}.role must be one of {', '.join(sorted(_ROLES))}"
-        )
+        raise Refused(Refusal.INVALID, f"{where}.role must be one of {', '.join(sorted(_ROLES))}")
     unknown = set(message) - {"role", "type", "content", "id", "name"}
     if unknown:
-        raise ProtocolError("invalid_argument", f"{where}: unknown field(s) {sorted(unknown)}")
+        raise Refused(Refusal.INVALID, f"{where}: unknown field(s) {sorted(unknown)}")
     labels: dict[str, str] = {}
     for field in ("id", "name"):
         if field in message:
             if not isinstance(message[field], str):
-                raise ProtocolError("invalid_argument", f"{where}.{field} must be text")
+                raise Refused(Refusal.INVALID, f"{where}.{field} must be text")
             labels[field] = normalise_text(message[field])
     content = _content(message.get("content"), f"{where}.content")
     texts = _texts(content)
     if not any(text.strip() for text in texts):
-        raise ProtocolError("invalid_argument", f"{where}.content has no text")
+        raise Refused(Refusal.INVALID, f"{where}.content has no text")
     # The name goes into the prompt as well, so it counts toward the same limit.
     length = sum(len(part) for part in texts) + len(labels.get("name", ""))
     if length > max_chars:
-        raise ProtocolError(
-            "invalid_argument",
+        raise Refused(
+            Refusal.INVALID,
             f"{where}.content has {length} characters; the limit is {max_chars} "
             "(ALMA_MAX_MESSAGE_CHARS)",
         )
@@ -119,12 +115,12 @@ def _content(content: Any, where: str) -> str | list[dict[str, Any]]:
         for i, block in enumerate(content):
             if not (isinstance(block, dict) and block.get("type") == "text"
                     and isinstance(block.get("text"), str)):  # fmt: skip
-                raise ProtocolError(
-                    "invalid_argument", f'{where}[{i}] must be {{"type": "text", "text": ...}}'
+                raise Refused(
+                    Refusal.INVALID, f'{where}[{i}] must be {{"type": "text", "text": ...}}'
                 )
             blocks.append({"type": "text", "text": normalise_text(block["text"])})
         return blocks
-    raise ProtocolError("invalid_argument", f"{where} must be text or a list of text blocks")
+    raise Refused(Refusal.INVALID, f"{where} must be text or a list of text blocks")
 
 
 def _texts(content: str | list[dict[str, Any]]) -> list[str]:
@@ -148,12 +144,12 @@ def check_state_messages(value: Any, *, max_messages: int, max_chars: int) -> li
     are no more of them than a run may send, no text longer, and every text normalised.
 
     Raises:
-        ProtocolError: `invalid_argument`, naming the field and the limit.
+        Refused: `INVALID`, naming the field and the limit.
     """
     messages = value if isinstance(value, list) else [value]
     if len(messages) > max_messages:
-        raise ProtocolError(
-            "invalid_argument",
+        raise Refused(
+            Refusal.INVALID,
             f"values.messages has {len(messages)} messages; the limit is {max_messages} "
             "(ALMA_MAX_MESSAGES)",
         )
@@ -163,8 +159,8 @@ def check_state_messages(value: Any, *, max_messages: int, max_chars: int) -> li
         # Counted as JSON, fields and all: a state write has no other bound on its size.
         length = len(orjson.dumps(kept, default=str))
         if length > max_chars:
-            raise ProtocolError(
-                "invalid_argument",
+            raise Refused(
+                Refusal.INVALID,
                 f"values.messages[{i}] is {length} characters of JSON; the limit is "
                 f"{max_chars} (ALMA_MAX_MESSAGE_CHARS)",
             )

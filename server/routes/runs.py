@@ -21,12 +21,14 @@ from fastapi import APIRouter, Header, HTTPException, Query, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from nodes.errors import ErrorCode
 from server.api_stream import API_MODES
 from server.assistants import resolve_assistant
 from server.auth import Principal
-from server.deps import PrincipalDep, ServicesDep, ThreadId, enforce
+from server.deps import PrincipalDep, ServicesDep, ThreadId, enforce, http_refusal
 from server.events import dumps, is_terminal
-from server.protocol import ProtocolError, RunStartParams, SubscribeParams
+from server.protocol import RunStartParams, SubscribeParams
+from server.refusals import Refused
 from server.run_records import ACTIVE, RunRecord
 from server.runs import ApiRun
 from server.services import Services
@@ -118,16 +120,6 @@ def _links(record: RunRecord, *, stream: bool = False) -> dict[str, str]:
     return {"Location": f"{base}/stream" if stream else f"{base}/join", "Content-Location": base}
 
 
-def _refusal(exc: ProtocolError) -> HTTPException:
-    if exc.code == "invalid_argument" and "busy" in str(exc):
-        return HTTPException(status.HTTP_409_CONFLICT, str(exc))
-    if exc.code == "not_supported":
-        return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc))
-    if exc.code == "permission_denied":
-        return HTTPException(status.HTTP_404_NOT_FOUND, "Thread or assistant not found.")
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc))
-
-
 async def _thread_exists(services: Services, thread_id: str, principal: Principal) -> bool:
     owner = await services.owners.owner_of(thread_id)
     return owner == principal.owner
@@ -162,8 +154,8 @@ async def _start(
             if body.input is not None
             else None
         )
-    except ProtocolError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    except Refused as exc:
+        raise http_refusal(exc) from exc
     temporary = thread_id is None and body.on_completion != "keep"
     missing = HTTPException(status.HTTP_404_NOT_FOUND, "Thread or assistant not found.")
     claim = thread_id is None
@@ -187,8 +179,8 @@ async def _start(
     )
     try:
         context = services.runs.check(params)
-    except ProtocolError as exc:
-        raise _refusal(exc) from exc
+    except Refused as exc:
+        raise http_refusal(exc) from exc
     # Only a run known to be valid and allowed takes a thread id: a refused one leaves
     # it free for whoever it belongs to.
     if claim and await services.owners.claim(thread_id, principal.owner) != principal.owner:
@@ -218,8 +210,8 @@ async def _start(
             thread_id, params, limit_key=principal.limit_key, owner=principal.owner, api=api,
             record_kwargs=kwargs, context=context,
         )  # fmt: skip
-    except ProtocolError as exc:
-        raise _refusal(exc) from exc
+    except Refused as exc:
+        raise http_refusal(exc) from exc
     if graph_input is not None:
         with contextlib.suppress(Exception):  # the page's list is a convenience
             await services.owners.remember(
@@ -312,8 +304,11 @@ async def _frames(
             if data.get("event") == "running":
                 inside = True
             elif is_terminal(event):
-                if data.get("event") == "failed" and data.get("code") != "cancelled":
-                    error = {"error": data.get("code") or "internal", "message": data.get("error")}
+                if data.get("event") == "failed" and data.get("code") != ErrorCode.CANCELLED:
+                    error = {
+                        "error": data.get("code") or ErrorCode.INTERNAL,
+                        "message": data.get("error"),
+                    }
                     yield frame("error", orjson.dumps(error), str(event["seq"]))
                 return
             continue
@@ -353,7 +348,7 @@ async def _stopping_if_left(
 
 
 async def _cancel_quietly(services: Services, thread_id: str, run_id: str) -> None:
-    with contextlib.suppress(ProtocolError):
+    with contextlib.suppress(Refused):
         await services.runs.cancel(thread_id, run_id)
 
 
@@ -376,7 +371,7 @@ async def _outcome(services: Services, record: RunRecord) -> Any:
             values = params["data"]
         elif is_terminal(event) and params["data"].get("run_id") == record.run_id:
             data = params["data"]
-            if data.get("event") == "failed" and data.get("code") != "cancelled":
+            if data.get("event") == "failed" and data.get("code") != ErrorCode.CANCELLED:
                 return {"__error__": {"error": data.get("code"), "message": data.get("error")}}
     if values is None:
         state = await services.graph.aget_state({"configurable": {"thread_id": record.thread_id}})
@@ -562,7 +557,7 @@ async def cancel_run(
         raise HTTPException(status.HTTP_404_NOT_FOUND, "No runs found to cancel.")
     try:
         await services.runs.cancel(thread_id, run_id, action=action)
-    except ProtocolError as exc:
+    except Refused as exc:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
             "No matching runs to cancel. Please verify the thread ID and run IDs are "

@@ -24,8 +24,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from server.assistants import GRAPH_ID, metadata_contains
 from server.auth import Principal
-from server.deps import PrincipalDep, ServicesDep, ThreadId, enforce
-from server.protocol import ProtocolError
+from server.deps import PrincipalDep, ServicesDep, ThreadId, enforce, http_refusal
+from server.refusals import Refused
 from server.services import Services, forget_thread
 from server.thread_records import ThreadRecord, ThreadTakenError
 from server.thread_state import (
@@ -249,8 +249,8 @@ def _checked_values(values: Any, services: Services) -> Any:
             max_messages=settings.max_messages,
             max_chars=settings.max_message_chars,
         )
-    except ProtocolError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    except Refused as exc:
+        raise http_refusal(exc) from exc
     return {**values, "messages": checked}
 
 
@@ -424,12 +424,12 @@ async def _stop_runs(services: Services, thread_id: str) -> None:
     for record in await services.run_records.list(thread_id):
         if record.status == "pending":
             cancelled.add(record.run_id)
-            with contextlib.suppress(ProtocolError):
+            with contextlib.suppress(Refused):
                 await services.runs.cancel(thread_id, record.run_id)
     while (holder := await services.leases.holder(thread_id)) is not None:
         if holder.run_id not in cancelled:
             cancelled.add(holder.run_id)
-            with contextlib.suppress(ProtocolError):  # it ended meanwhile
+            with contextlib.suppress(Refused):  # it ended meanwhile
                 await services.runs.cancel(thread_id, holder.run_id)
         if asyncio.get_running_loop().time() > deadline:
             return

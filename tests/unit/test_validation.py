@@ -2,7 +2,7 @@
 
 import pytest
 
-from server.protocol import ProtocolError
+from server.refusals import Refused
 from server.validation import check_run_input, check_thread_id, normalise_text
 
 LIMITS = {"max_messages": 3, "max_chars": 20}
@@ -40,15 +40,15 @@ def test_input_messages_are_normalised_in_every_accepted_form() -> None:
     ],
 )
 def test_bad_input_is_refused_naming_the_field_or_limit(value: object, expected: str) -> None:
-    with pytest.raises(ProtocolError) as caught:
+    with pytest.raises(Refused) as caught:
         check_run_input(value, **LIMITS)
-    assert caught.value.code == "invalid_argument"
+    assert caught.value.protocol_code == "invalid_argument"
     assert expected in caught.value.message
 
 
 @pytest.mark.parametrize("thread_id", ["", "-lead", "a b", "x" * 129, "../etc", "t/1"])
 def test_thread_ids_outside_the_format_are_refused(thread_id: str) -> None:
-    with pytest.raises(ProtocolError):
+    with pytest.raises(Refused):
         check_thread_id(thread_id)
 
 
@@ -68,7 +68,7 @@ def test_a_message_name_is_normalised_and_counted_against_the_character_limit() 
         {"messages": [{"role": "user", "content": "hi", "name": "A\x00d\x1ba"}]}, **LIMITS
     )
     assert checked["messages"][0]["name"] == "Ada"
-    with pytest.raises(ProtocolError, match="the limit is 20"):
+    with pytest.raises(Refused, match="the limit is 20"):
         check_run_input(
             {"messages": [{"role": "user", "content": "hi", "name": "n" * 19}]}, **LIMITS
         )
@@ -86,6 +86,6 @@ def test_a_message_name_is_normalised_and_counted_against_the_character_limit() 
 def test_ids_and_names_must_be_text_and_content_must_keep_some(
     message: dict[str, object], expected: str
 ) -> None:
-    with pytest.raises(ProtocolError) as raised:
+    with pytest.raises(Refused) as raised:
         check_run_input({"messages": [message]}, **LIMITS)
     assert expected in raised.value.message
