@@ -61,6 +61,21 @@ def enforce(verdict: Verdict, who: str) -> None:
         )
 
 
+def thread_not_found(thread_id: str) -> HTTPException:
+    """The one answer for a thread that is missing or another owner's: they look alike."""
+    return HTTPException(status.HTTP_404_NOT_FOUND, f"Thread with ID {thread_id} not found")
+
+
+async def require_own_thread(services: Services, thread_id: str, owner: str) -> None:
+    """Let `owner` through to their own thread; any other thread is not found.
+
+    Raises:
+        HTTPException: 404, the same for a missing thread and another owner's.
+    """
+    if await services.owners.owner_of(thread_id) != owner:
+        raise thread_not_found(thread_id)
+
+
 def http_refusal(exc: Refused) -> HTTPException:
     """A refusal of the service as the LangGraph API answers it."""
     return HTTPException(exc.http_status, exc.message)

@@ -68,6 +68,15 @@ class ThreadRecord:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+def stand_in(thread_id: str) -> ThreadRecord:
+    """A record for a thread that is owned but has none (it lapsed first): not stored.
+
+    Reads never write; the thread's next run or update stores a real one.
+    """
+    now = now_iso()
+    return ThreadRecord(thread_id=thread_id, created_at=now, updated_at=now, state_updated_at=now)
+
+
 class ThreadTakenError(LookupError):
     """The thread id belongs to another owner."""
 
@@ -280,28 +289,13 @@ class Threads:
         [record] = await self.records.get_many([thread_id])
         return record
 
-    async def find(self, thread_id: str, owner: str) -> ThreadRecord | None:
-        """The record of `owner`'s thread; `None` if it is not there or not theirs.
-
-        A thread `owner` claimed without a record (started over the WebSocket protocol
-        before records existed, or whose record lapsed first) gets one now.
-        """
-        if await self.owners.owner_of(thread_id) != owner:
-            return None
-        record = await self.get(thread_id)
-        if record is None:
-            record, _ = await self.records.create(thread_id, {})
-        return record
-
     async def of_owner(self, owner: str) -> list[ThreadRecord]:
         """The records of `owner`'s threads (those in their index), newest run first."""
         entries = await self.owners.threads_of(owner, MAX_INDEXED)
         ids = [entry.thread_id for entry in entries]
         found = []
         for thread_id, record in zip(ids, await self.records.get_many(ids), strict=True):
-            if record is None:
-                record, _ = await self.records.create(thread_id, {})
-            found.append(record)
+            found.append(record or stand_in(thread_id))
         return found
 
     async def delete(self, thread_id: str) -> None:

@@ -25,7 +25,14 @@ from nodes.errors import ErrorCode
 from server.api_stream import API_MODES
 from server.assistants import resolve_assistant
 from server.auth import Principal
-from server.deps import PrincipalDep, ServicesDep, ThreadId, enforce, http_refusal
+from server.deps import (
+    PrincipalDep,
+    ServicesDep,
+    ThreadId,
+    enforce,
+    http_refusal,
+    require_own_thread,
+)
 from server.events import dumps, is_terminal
 from server.protocol import RunStartParams, SubscribeParams
 from server.refusals import Refused
@@ -118,11 +125,6 @@ def _links(record: RunRecord, *, stream: bool = False) -> dict[str, str]:
         else f"/threads/{record.thread_id}/runs/{record.run_id}"
     )
     return {"Location": f"{base}/stream" if stream else f"{base}/join", "Content-Location": base}
-
-
-async def _thread_exists(services: Services, thread_id: str, principal: Principal) -> bool:
-    owner = await services.owners.owner_of(thread_id)
-    return owner == principal.owner
 
 
 async def _start(
@@ -223,15 +225,10 @@ async def _start(
     return record
 
 
-async def _owned_thread(services: Services, thread_id: str, principal: Principal) -> None:
-    if not await _thread_exists(services, thread_id, principal):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"Thread with ID {thread_id} not found")
-
-
 async def _owned_run(
     services: Services, thread_id: str, run_id: str, principal: Principal
 ) -> RunRecord:
-    await _owned_thread(services, thread_id, principal)
+    await require_own_thread(services, thread_id, principal.owner)
     record = await services.runs.record(thread_id, run_id)
     if record is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Not Found")
@@ -468,7 +465,7 @@ async def list_runs(
     run_status: Annotated[str | None, Query(alias="status")] = None,
 ) -> list[dict[str, Any]]:
     """The thread's runs, newest first."""
-    await _owned_thread(services, thread_id, principal)
+    await require_own_thread(services, thread_id, principal.owner)
     records = await services.runs.records_of(thread_id)
     if run_status:
         records = [record for record in records if record.status == run_status]
@@ -551,7 +548,7 @@ async def cancel_run(
     action: Literal["interrupt", "rollback"] = "interrupt",
 ) -> Response:
     """Stop a run: `interrupt` keeps what it wrote, `rollback` deletes it."""
-    await _owned_thread(services, thread_id, principal)
+    await require_own_thread(services, thread_id, principal.owner)
     record = await services.runs.record(thread_id, run_id)
     if record is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "No runs found to cancel.")

@@ -24,10 +24,17 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from server.assistants import GRAPH_ID, metadata_contains
 from server.auth import Principal
-from server.deps import PrincipalDep, ServicesDep, ThreadId, enforce, http_refusal
+from server.deps import (
+    PrincipalDep,
+    ServicesDep,
+    ThreadId,
+    enforce,
+    http_refusal,
+    require_own_thread,
+)
 from server.refusals import Refused
 from server.services import Services, forget_thread
-from server.thread_records import ThreadRecord, ThreadTakenError
+from server.thread_records import ThreadRecord, ThreadTakenError, stand_in
 from server.thread_state import (
     ThreadPublic,
     ThreadStatePublic,
@@ -202,10 +209,6 @@ CheckpointId = Annotated[str, Path(min_length=1, max_length=128)]
 Subgraphs = Annotated[bool, Query(description="Include each pending subgraph's state.")]
 
 
-def _not_found(thread_id: str) -> HTTPException:
-    return HTTPException(status.HTTP_404_NOT_FOUND, f"Thread with ID {thread_id} not found")
-
-
 async def _write(
     services: Services,
     principal: Principal,
@@ -255,11 +258,8 @@ def _checked_values(values: Any, services: Services) -> Any:
 
 
 async def _owned(services: Services, thread_id: str, owner: str) -> ThreadRecord:
-    # Another owner's thread is indistinguishable from a missing one.
-    record = await services.threads.find(thread_id, owner)
-    if record is None:
-        raise _not_found(thread_id)
-    return record
+    await require_own_thread(services, thread_id, owner)
+    return await services.threads.get(thread_id) or stand_in(thread_id)
 
 
 def _before(before: str | dict[str, Any] | None) -> RunnableConfig | None:
