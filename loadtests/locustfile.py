@@ -215,13 +215,16 @@ def _every_request(user: ChatUser) -> None:
 class ConversationSmokeUser(ConversationUser):
     """Each conversation task in turn, every time round: a short run covers them all."""
 
-    tasks = [_every_conversation]
-
 
 class SmokeUser(ChatUser):
     """Each task in turn, cancel and resume included (the `smoke` scenario)."""
 
-    tasks = [_every_request]
+
+# Set after the classes exist: Locust adds a base class's tasks to those a subclass
+# declares, so `tasks = [...]` in the class body would leave the single round among
+# the base's ten tasks, picked one time in eleven (a short run then missed cancels).
+ConversationSmokeUser.tasks = [_every_conversation]
+SmokeUser.tasks = [_every_request]
 
 
 class IdleSocketUser(StreamingUser):

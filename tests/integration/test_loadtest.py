@@ -47,6 +47,17 @@ def test_smoke_load_against_alma_and_langgraph_dev_fails_on_nothing(tmp_path: Pa
     assert (out / "summary.md").read_text().startswith("# Load run: smoke")
 
 
+def test_each_smoke_user_goes_through_every_task_in_turn() -> None:
+    # Locust patches the process it is imported in (gevent): looked at from another one.
+    shown = subprocess.run(
+        [sys.executable, "-c", "from loadtests.locustfile import ConversationSmokeUser, "
+         "SmokeUser\nfor user in (SmokeUser, ConversationSmokeUser):\n"
+         "    print([task.__name__ for task in user.tasks])"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert shown.stdout.split("\n")[:2] == ["['_every_request']", "['_every_conversation']"]
+
+
 def test_smoke_load_with_cancels_and_resumes_fails_on_nothing(tmp_path: Path) -> None:
     out = tmp_path / "report"
     result = subprocess.run(
