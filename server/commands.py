@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from server.auth import Principal
 from server.broker import SlowConsumerError, Subscription
+from server.engine import NO_ACTIVE_RUN
 from server.events import to_wire
 from server.limits import Verdict
 from server.protocol import (
@@ -31,7 +32,6 @@ from server.protocol import (
     success,
 )
 from server.refusals import Refusal, Refused
-from server.runs import NO_ACTIVE_RUN
 from server.services import Services
 from server.validation import check_run_input, check_thread_id, describe_invalid, title_of
 

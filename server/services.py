@@ -31,6 +31,7 @@ from server.coordination import (
     RedisRunLeases,
     RunLeases,
 )
+from server.engine import RunManager
 from server.event_log import EventLog, MemoryEventLog, RedisEventLog
 from server.limits import RateLimits
 from server.metrics import ComponentState, ResourceSampler, process_ended
@@ -38,7 +39,6 @@ from server.observer import Observability
 from server.owners import ThreadOwners
 from server.pricing import PriceTable
 from server.run_records import MemoryRunRecords, RedisRunRecords, RunRecords
-from server.runs import RunManager
 from server.settings import Settings
 from server.thread_records import Threads, open_threads
 from server.timed_checkpointer import time_checkpointer

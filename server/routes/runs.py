@@ -33,11 +33,11 @@ from server.deps import (
     http_refusal,
     require_own_thread,
 )
+from server.engine import ApiRun
 from server.events import dumps, is_terminal
 from server.protocol import RunStartParams, SubscribeParams
 from server.refusals import Refused
 from server.run_records import ACTIVE, RunRecord
-from server.runs import ApiRun
 from server.services import Services
 from server.sse import HEADERS, frame, with_heartbeats
 from server.validation import check_run_input, title_of

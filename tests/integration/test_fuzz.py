@@ -35,6 +35,8 @@ def shows_nothing(answer: dict[str, Any]) -> bool:
         return True
     result = answer["result"]
     return result in NOTHING or set(result) == {"subscription_id"}
+
+
 """Alice fuzzes her own thread and Bob's (which she must not reach)."""
 ALLOWED_CLOSES = {1009}  # a frame over ALMA_MAX_WS_MESSAGE_BYTES
 

@@ -16,7 +16,7 @@ from graphs.interface import (
     partial_answer,
     route_of_namespace,
 )
-from server.run_progress import RunProgress
+from server.engine.progress import RunProgress
 
 SERVER = Path(server.__file__).parent
 # The terminal is the graph's own console: it shows the plan and the route's reasons.

@@ -1,0 +1,10 @@
+"""The run engine: starts, runs, streams, cancels and accounts for runs of the graph.
+
+It knows nothing of HTTP or WebSockets: the wire formats (`server.commands` for the
+agent protocol, `server.routes` for the LangGraph API) call it and render its events.
+"""
+
+from server.engine.manager import RunManager
+from server.engine.run import NO_ACTIVE_RUN, ApiRun, Run
+
+__all__ = ["NO_ACTIVE_RUN", "ApiRun", "Run", "RunManager"]

@@ -1,0 +1,126 @@
+"""How a thread's runs ended, as its event log tells it; and ending those that never did.
+
+A run's process writes its end. When that process died, or lost Redis while writing,
+the run is ended here: by the next run to take the thread, by a subscriber that saw
+its lease lapse, or when its record is read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Container
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from nodes.errors import ErrorCode
+from server import metrics
+from server.broker import Broker
+from server.coordination import RunLeases
+from server.engine.run import LOST_MESSAGE, status_of
+from server.event_log import EventLog
+from server.events import is_terminal, lifecycle, numbered
+from server.run_records import RunRecord, RunRecords
+
+logger = logging.getLogger("alma.server")
+
+
+class RunEndings:
+    """The ends of a thread's runs: read from its log, written for runs that lost theirs."""
+
+    def __init__(
+        self, *, log: EventLog, broker: Broker, records: RunRecords, leases: RunLeases
+    ) -> None:
+        self.log = log
+        self.broker = broker
+        self.records = records
+        self.leases = leases
+        # Terminal events that could not be logged (Redis was away), written when the
+        # thread is next taken so resuming clients hear how the run really ended.
+        self._unlogged: dict[str, dict[str, Any]] = {}
+
+    def unlogged(self, thread_id: str, terminal: dict[str, Any]) -> None:
+        """A run of this process ended while its log could not be written: keep its end."""
+        self._unlogged[thread_id] = terminal
+
+    async def last_run_ended(self, thread_id: str) -> int | None:
+        """The thread's newest `seq` if its last run has ended (0: no events); else `None`."""
+        newest = await self.log.last(thread_id)
+        if newest is None:
+            return 0
+        return int(newest["seq"]) if is_terminal(newest) else None
+
+    async def end_unfinished(self, thread_id: str) -> int:
+        """End the thread's last run if it never ended; the thread's newest `seq` after."""
+        # Holding the thread's lease: no run of it is executing anywhere. One event is
+        # read on every run start; the run's events only when it was left unfinished.
+        ended = await self.last_run_ended(thread_id)
+        if ended is not None:
+            self._unlogged.pop(thread_id, None)
+            return ended
+        last = await self.log.last_seq(thread_id)
+        unlogged = self._unlogged.pop(thread_id, None)
+        if unlogged is not None:
+            # This process ran it and knows how it ended; Redis was away to hear it.
+            events = [numbered(unlogged, last + 1)]
+            await self.log.append(thread_id, events)
+            self.broker.publish(thread_id, events)
+            return last + 1
+        recent = await self.log.read(thread_id, max(0, last - 1000), limit=1000)
+        started = next(
+            (e for e in reversed(recent)
+             if e["method"] == "lifecycle" and not e["params"].get("namespace")
+             and e["params"]["data"].get("event") == "running"),
+            None,
+        )  # fmt: skip
+        run_id = started["params"]["data"].get("run_id", "unknown") if started else "unknown"
+        ending = lifecycle(
+            "failed",
+            run_id=str(run_id),
+            error=LOST_MESSAGE,
+            code=ErrorCode.WORKER_LOST,
+        )
+        events = [numbered(ending, last + 1)]
+        await self.log.append(thread_id, events)
+        self.broker.publish(thread_id, events)
+        metrics.RUNS_FINISHED.labels("unknown", "failed", ErrorCode.WORKER_LOST).inc()
+        logger.warning(
+            "run %s on thread %s was left unfinished by a stopped process; ended it",
+            run_id, thread_id, extra={"error_code": ErrorCode.WORKER_LOST},
+        )  # fmt: skip
+        return last + 1
+
+    async def settled(
+        self, thread_id: str, records: list[RunRecord], running_here: Container[str]
+    ) -> list[RunRecord]:
+        """`records`, each `running` one of a run that runs nowhere given its true end."""
+        # A run's end is written by the process that ran it. One that died first, or
+        # lost Redis while writing it, leaves `running` behind: a run no process runs
+        # (the thread's lease names another, or none) has ended, as its log says or,
+        # failing that, lost with its process. Waiting runs (`pending`) are left alone:
+        # another process may hold them in its queue.
+        stale = [r for r in records if r.status == "running" and r.run_id not in running_here]
+        if not stale:
+            return records
+        holder = await self.leases.holder(thread_id)
+        for record in stale:
+            if holder is not None and holder.run_id == record.run_id:
+                continue
+            end = await self.logged_end(record)
+            data = end["params"]["data"] if end else {}
+            record.status = status_of(end) if end else "error"
+            if record.status == "error":
+                record.error = {"error": data.get("code") or ErrorCode.WORKER_LOST,
+                                "message": data.get("error") or LOST_MESSAGE}  # fmt: skip
+            with contextlib.suppress(RedisError, OSError):
+                await self.records.put(record)
+        return records
+
+    async def logged_end(self, record: RunRecord) -> dict[str, Any] | None:
+        """The root end of `record`'s run in its thread's log, if it got there."""
+        after = max(0, record.first_seq - 1)
+        for event in await self.log.read(record.thread_id, after, limit=100_000):
+            if is_terminal(event) and event["params"]["data"].get("run_id") == record.run_id:
+                return event
+        return None

@@ -1,0 +1,257 @@
+"""Executing one run: the graph streamed in its wire format, then its end recorded.
+
+The run's events go through its `Emitter` (logged, then fanned out); its lease is
+renewed while it runs; a cancelled run keeps the answer its user already saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.stream.transformers import CustomTransformer, UpdatesTransformer
+from langgraph.types import Command
+from redis.exceptions import RedisError
+
+from graphs.interface import outcome_of
+from nodes.errors import ErrorCode
+from nodes.run_context import RunContext
+from server import metrics
+from server.api_stream import api_events
+from server.assistants import GRAPH_ID, MANAGER_ASSISTANT_ID
+from server.broker import Broker
+from server.coordination import ActiveRun, RunLeases
+from server.engine.accounting import account
+from server.engine.emitter import Emitter
+from server.engine.endings import RunEndings
+from server.engine.progress import note_api_message, note_protocol_event
+from server.engine.run import (
+    SHUTDOWN_MESSAGE,
+    ApiRun,
+    Run,
+    api_event,
+    fork_point,
+    mirrored,
+    status_of,
+)
+from server.event_log import EventLog
+from server.events import from_graph, lifecycle
+from server.observer import Observability, RunObserver
+from server.protocol import RunStartParams
+from server.run_records import RunRecord, RunRecords
+
+logger = logging.getLogger("alma.server")
+
+
+class RunExecution:
+    """Executes runs of the graph on this process, given where their events and ends go."""
+
+    def __init__(
+        self,
+        *,
+        graph: CompiledStateGraph[Any, RunContext, Any, Any],
+        log: EventLog,
+        broker: Broker,
+        leases: RunLeases,
+        records: RunRecords,
+        endings: RunEndings,
+        observability: Observability,
+        lease_seconds: float,
+        spend_tokens: Callable[[str, int], Awaitable[None]] | None,
+        draining: Callable[[], bool],
+    ) -> None:
+        """`draining()` tells whether the process is shutting down (a cancel says so)."""
+        self.graph = graph
+        self.log = log
+        self.broker = broker
+        self.leases = leases
+        self.records = records
+        self.endings = endings
+        self.observability = observability
+        self.lease_seconds = lease_seconds
+        self.spend_tokens = spend_tokens
+        self._draining = draining
+
+    async def execute(
+        self,
+        run: Run,
+        active: ActiveRun,
+        params: RunStartParams,
+        context: RunContext,
+        record: RunRecord,
+    ) -> None:
+        """Stream the graph for `run`, then log, account for and record how it ended.
+
+        Whatever stops it (the graph's end, a cancel, a storage failure, a bug), the run
+        ends with one terminal event, written before the caller lets its thread go.
+        """
+        emitter = Emitter(
+            thread_id=run.thread_id, first_seq=active.first_seq, log=self.log, broker=self.broker
+        )
+        renewer = asyncio.create_task(self._keep_lease(run.thread_id, active))
+        observe = self.observability
+        observer = RunObserver(observe.prices, observe.model, on_task=emitter.emit_soon)
+        config = self._config(run, params, observer)
+        metrics.RUNS_STARTED.inc()
+        metrics.RUNS_ACTIVE.inc()
+        try:
+            terminal = await self._stream(run, params, config, context, emitter)
+        finally:
+            run.winding_down = True
+            renewer.cancel()
+            metrics.RUNS_ACTIVE.dec()
+        terminal["params"]["data"].update(
+            await account(run, terminal, observer, self.observability.tracing)
+        )
+        await emitter.emit(terminal)
+        await emitter.close()
+        if emitter.storage_error is not None:
+            self.endings.unlogged(run.thread_id, terminal)
+        await self._record_end(run, record, terminal)
+
+    def _config(self, run: Run, params: RunStartParams, observer: RunObserver) -> RunnableConfig:
+        observe = self.observability
+        ids = {"thread_id": run.thread_id, "run_id": run.run_id, "owner": run.owner or "",
+               "alma_version": observe.version, "graph_id": GRAPH_ID,
+               "assistant_id": MANAGER_ASSISTANT_ID, "created_by": "system"}  # fmt: skip
+        tags = ["alma", f"alma:{observe.version}"]
+        tracer = observe.tracing.tracer(tags=tags, metadata=ids)
+        return {
+            "configurable": {**mirrored(run, params), **fork_point(run.api)},
+            "metadata": {**params.metadata, **ids},
+            "tags": tags,
+            "run_id": uuid.UUID(run.run_id),
+            "callbacks": [observer] if tracer is None else [observer, tracer],
+        }
+
+    async def _stream(
+        self,
+        run: Run,
+        params: RunStartParams,
+        config: RunnableConfig,
+        context: RunContext,
+        emitter: Emitter,
+    ) -> dict[str, Any]:
+        """Stream the graph in the run's wire format; the run's terminal event."""
+        try:
+            await emitter.emit(lifecycle("running", run_id=run.run_id))
+            if run.api is None:
+                await self._stream_protocol(run, params, config, context, emitter)
+            else:
+                await self._stream_api(run, run.api, params, config, context, emitter)
+            run.winding_down = True
+            state = await self.graph.aget_state({"configurable": {"thread_id": run.thread_id}})
+            outcome = outcome_of(state.values)
+            await self._charge(run, outcome.tokens)
+            run.progress.route = outcome.route or run.progress.route
+            if outcome.error is not None:
+                code, message = outcome.error
+                return lifecycle("failed", run_id=run.run_id, error=message, code=code)
+            return lifecycle("completed", run_id=run.run_id)
+        except asyncio.CancelledError:
+            run.winding_down = True
+            if not run.rollback:
+                await self._keep_partial_answer(run, config)
+            why = SHUTDOWN_MESSAGE if self._draining() else "the run was cancelled"
+            return lifecycle("failed", run_id=run.run_id, error=why, code=ErrorCode.CANCELLED)
+        except (RedisError, OSError) as exc:
+            logger.error("run %s lost its storage: %s", run.run_id, exc)
+            return lifecycle(
+                "failed",
+                run_id=run.run_id,
+                error=f"conversation storage failed: {exc}",
+                code=ErrorCode.STORAGE_UNAVAILABLE,
+            )
+        except Exception as exc:
+            logger.exception("run %s failed", run.run_id, extra={"error_code": ErrorCode.INTERNAL})
+            why = f"{type(exc).__name__}: {exc}"
+            return lifecycle("failed", run_id=run.run_id, error=why, code=ErrorCode.INTERNAL)
+
+    async def _stream_protocol(
+        self,
+        run: Run,
+        params: RunStartParams,
+        config: RunnableConfig,
+        context: RunContext,
+        emitter: Emitter,
+    ) -> None:
+        stream = await self.graph.astream_events(
+            params.input,
+            config,
+            version="v3",
+            context=context,
+            transformers=[CustomTransformer, UpdatesTransformer],
+        )
+        graph_names: dict[str, str] = {}
+        async for event in stream:
+            wire = from_graph(event, graph_names)
+            note_protocol_event(run.progress, wire)
+            await emitter.emit(wire)
+
+    async def _stream_api(
+        self,
+        run: Run,
+        api: ApiRun,
+        params: RunStartParams,
+        config: RunnableConfig,
+        context: RunContext,
+        emitter: Emitter,
+    ) -> None:
+        await emitter.emit(api_event("metadata", {"run_id": run.run_id, "attempt": 1}))
+        graph_input = Command(**api.command) if api.command else params.input
+        async for name, data in api_events(
+            self.graph, graph_input, config, modes=api.modes, subgraphs=api.subgraphs,
+            context=context, interrupt_before=api.interrupt_before,
+            interrupt_after=api.interrupt_after,
+        ):  # fmt: skip
+            event = api_event(name, data)
+            note_api_message(run.progress, event)
+            await emitter.emit(event)
+
+    async def _record_end(self, run: Run, record: RunRecord, terminal: dict[str, Any]) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            if run.rollback:
+                # Rolled back: as if it never ran — its checkpoints and record go.
+                await self.graph.checkpointer.adelete_for_runs([run.run_id])  # type: ignore[union-attr]
+                await self.records.delete(run.thread_id, run.run_id)
+                return
+            record.status = status_of(terminal)
+            data = terminal["params"]["data"]
+            if record.status == "error":
+                record.error = {"error": data.get("code") or ErrorCode.INTERNAL,
+                                "message": data.get("error") or ""}  # fmt: skip
+            await self.records.put(record)
+
+    async def _charge(self, run: Run, tokens: int) -> None:
+        if self.spend_tokens is None or run.limit_key is None or tokens <= 0:
+            return
+        try:
+            await self.spend_tokens(run.limit_key, tokens)
+        except Exception:
+            # A budget that cannot be charged must not fail an answer already given.
+            logger.exception("could not charge %d tokens of run %s", tokens, run.run_id)
+
+    async def _keep_lease(self, thread_id: str, active: ActiveRun) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                await self.leases.renew(thread_id, active)
+            except Exception as exc:
+                # A renewal that fails now may succeed next time; the renewer lives on.
+                logger.warning("could not renew the lease of thread %s: %r", thread_id, exc)
+
+    async def _keep_partial_answer(self, run: Run, config: RunnableConfig) -> None:
+        # Text the user already saw is kept in the thread, marked as cancelled.
+        partial = run.progress.partial()
+        if partial is None:
+            return
+        try:
+            await self.graph.aupdate_state(config, partial.values, as_node=partial.as_node)
+        except Exception:
+            logger.exception("could not keep the partial answer of run %s", run.run_id)
