@@ -15,10 +15,9 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from server.event_log import EventLog
-from server.events import is_terminal
+from server.events import Logged, is_terminal
 from server.protocol import SubscribeParams, matches
 
 logger = logging.getLogger("alma.server")
@@ -41,7 +40,7 @@ class Subscription:
     id: str
     thread_id: str
     params: SubscribeParams
-    queue: asyncio.Queue[dict[str, Any] | None]
+    queue: asyncio.Queue[Logged | None]
     delivered: int = 0
     """The `seq` of the last event handed to the client."""
     queued: int = 0
@@ -52,9 +51,9 @@ class Subscription:
     """Told at once when the queue overflows: the consumer may be stuck in a send and
     never come back to read the queue."""
     _replaying: bool = True
-    _backlog: list[dict[str, Any]] = field(default_factory=list)
+    _backlog: list[Logged] = field(default_factory=list)
 
-    def offer(self, event: dict[str, Any]) -> None:
+    def offer(self, event: Logged) -> None:
         """Take a live event, if it matches; mark overflow when the queue is full."""
         if self.overflowed or not matches(event, self.params):
             return
@@ -73,7 +72,7 @@ class Subscription:
             if self.on_overflow is not None:
                 self.on_overflow(SlowConsumerError(self.delivered))
 
-    def finish_replay(self, replayed: list[dict[str, Any]]) -> None:
+    def finish_replay(self, replayed: list[Logged]) -> None:
         """Queue the replayed events, then the live ones that came meanwhile, once each."""
         for event in replayed:
             if matches(event, self.params):
@@ -84,7 +83,7 @@ class Subscription:
         for event in backlog:
             self.offer(event)
 
-    async def events(self) -> AsyncIterator[dict[str, Any]]:
+    async def events(self) -> AsyncIterator[Logged]:
         """The subscription's events, until it ends.
 
         Raises:
@@ -114,7 +113,7 @@ class Topic:
     published: int = 0
     tail: asyncio.Task[None] | None = None
 
-    def publish(self, events: list[dict[str, Any]]) -> None:
+    def publish(self, events: list[Logged]) -> None:
         """Hand new events to every subscription; events already published are skipped."""
         for event in events:
             if event["seq"] <= self.published:
@@ -156,7 +155,7 @@ class Broker:
         """Open subscriptions on this process."""
         return sum(len(topic.subscriptions) for topic in self.topics.values())
 
-    def publish(self, thread_id: str, events: list[dict[str, Any]]) -> None:
+    def publish(self, thread_id: str, events: list[Logged]) -> None:
         """Fan events of a local run out to this process's subscriptions."""
         topic = self.topics.get(thread_id)
         if topic is not None:
@@ -199,8 +198,8 @@ class Broker:
         subscription.finish_replay(replayed)
         return subscription
 
-    async def _read_all(self, thread_id: str, after: int) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = []
+    async def _read_all(self, thread_id: str, after: int) -> list[Logged]:
+        events: list[Logged] = []
         while True:
             page = await self.log.read(thread_id, after, limit=1000)
             events.extend(page)

@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 from server.auth import Principal
 from server.broker import SlowConsumerError, Subscription
 from server.engine import NO_ACTIVE_RUN
-from server.events import to_wire
+from server.events import Logged, to_wire
 from server.limits import Verdict
 from server.protocol import (
     Command,
@@ -35,7 +35,8 @@ from server.refusals import Refusal, Refused
 from server.services import Services
 from server.validation import check_run_input, check_thread_id, describe_invalid, title_of
 
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+Send = Callable[[bytes], Awaitable[None]]
+"""Sends one encoded JSON message to the client."""
 OnSlow = Callable[[SlowConsumerError], Coroutine[Any, Any, None]]
 
 
@@ -52,12 +53,15 @@ class Connection:
     """Closing the WebSocket as too slow, once that has begun."""
 
     async def pump(
-        self, subscription: Subscription, events: AsyncIterator[dict[str, Any]] | None = None
+        self, subscription: Subscription, events: AsyncIterator[Logged] | None = None
     ) -> None:
-        """Send a subscription's events (or `events`, drawn from it) as they come."""
+        """Send a subscription's events (or `events`, drawn from it) as they come.
+
+        Each goes out as the bytes it was logged as: no event is encoded again here.
+        """
         try:
             async for event in events or subscription.events():
-                await self.send(event)
+                await self.send(event.raw)
         except SlowConsumerError as exc:
             self.too_slow(exc)
 
@@ -123,7 +127,7 @@ async def authorize(services: Services, thread_id: str, principal: Principal) ->
 
 async def owned_events(
     services: Services, subscription: Subscription, owner: str, *, owned: bool
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncIterator[Logged]:
     """A subscription's events, for `owner`.
 
     Made on a thread nobody owned (`owned` false), it lets its first event through only
@@ -275,7 +279,7 @@ def _attach(
     services: Services,
     connection: Connection,
     subscription: Subscription,
-    events: AsyncIterator[dict[str, Any]],
+    events: AsyncIterator[Logged],
 ) -> None:
     """Pump a subscription's `events` into the connection until they end or overflow."""
     task = asyncio.create_task(connection.pump(subscription, events))

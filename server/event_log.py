@@ -11,13 +11,12 @@ import asyncio
 from collections import defaultdict, deque
 from typing import Any, Protocol
 
-import orjson
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from memory.connection import execute_replaying
-from server.events import dumps
+from server.events import Logged
 
 _DUPLICATE_ID = "equal or smaller than the target stream top item"
 """Redis's (and Valkey's) refusal of an XADD whose id the stream already has."""
@@ -26,19 +25,19 @@ _DUPLICATE_ID = "equal or smaller than the target stream top item"
 class EventLog(Protocol):
     """Where runs' events are kept for subscribers and replay."""
 
-    async def append(self, thread_id: str, events: list[dict[str, Any]]) -> None:
+    async def append(self, thread_id: str, events: list[Logged]) -> None:
         """Store numbered events, in order."""
 
-    async def read(self, thread_id: str, after: int, limit: int = 1000) -> list[dict[str, Any]]:
+    async def read(self, thread_id: str, after: int, limit: int = 1000) -> list[Logged]:
         """Events with `seq` greater than `after`, oldest first."""
 
     async def last_seq(self, thread_id: str) -> int:
         """The `seq` of the thread's newest event, 0 if none."""
 
-    async def last(self, thread_id: str) -> dict[str, Any] | None:
+    async def last(self, thread_id: str) -> Logged | None:
         """The thread's newest event, if any."""
 
-    async def wait(self, thread_id: str, after: int, timeout: float) -> list[dict[str, Any]]:
+    async def wait(self, thread_id: str, after: int, timeout: float) -> list[Logged]:
         """Events after `after`, waiting up to `timeout` seconds for the first."""
 
     async def delete(self, thread_id: str) -> None:
@@ -58,7 +57,7 @@ class RedisEventLog:
         """The thread's stream, in the slot of its other keys."""
         return f"{self.prefix}:{{{thread_id}}}:events"
 
-    async def append(self, thread_id: str, events: list[dict[str, Any]]) -> None:
+    async def append(self, thread_id: str, events: list[Logged]) -> None:
         """Store numbered events, in order, in one round trip; restart the TTL."""
         if not events:
             return
@@ -68,7 +67,7 @@ class RedisEventLog:
             for event in events:
                 pipe.xadd(
                     key,
-                    {"e": dumps(event)},
+                    {"e": event.raw},
                     id=f"0-{event['seq']}",
                     maxlen=self.maxlen,
                     approximate=True,
@@ -88,10 +87,10 @@ class RedisEventLog:
             await self.client.expire(key, self.ttl)
 
     @staticmethod
-    def _decode(entries: list[Any]) -> list[dict[str, Any]]:
-        return [orjson.loads(fields[b"e"]) for _, fields in entries]
+    def _decode(entries: list[Any]) -> list[Logged]:
+        return [Logged.decode(fields[b"e"]) for _, fields in entries]
 
-    async def read(self, thread_id: str, after: int, limit: int = 1000) -> list[dict[str, Any]]:
+    async def read(self, thread_id: str, after: int, limit: int = 1000) -> list[Logged]:
         """Events with `seq` greater than `after`, oldest first."""
         entries: Any = await self.client.xrange(
             self.key(thread_id), f"(0-{after}", "+", count=limit
@@ -106,12 +105,12 @@ class RedisEventLog:
         entry_id = newest[0][0]
         return int((entry_id.decode() if isinstance(entry_id, bytes) else entry_id).split("-")[1])
 
-    async def last(self, thread_id: str) -> dict[str, Any] | None:
+    async def last(self, thread_id: str) -> Logged | None:
         """The thread's newest event, if any."""
         newest: Any = await self.client.xrevrange(self.key(thread_id), "+", "-", count=1)
         return self._decode(newest)[0] if newest else None
 
-    async def wait(self, thread_id: str, after: int, timeout: float) -> list[dict[str, Any]]:
+    async def wait(self, thread_id: str, after: int, timeout: float) -> list[Logged]:
         """Events after `after`, blocking in Redis up to `timeout` seconds for the first."""
         found: Any = await self.client.xread(
             {self.key(thread_id): f"0-{after}"}, count=1000, block=int(timeout * 1000)
@@ -127,19 +126,17 @@ class MemoryEventLog:
     """The event log in process memory, when no Redis is configured: bounded per thread."""
 
     def __init__(self, *, maxlen: int) -> None:
-        self._events: defaultdict[str, deque[dict[str, Any]]] = defaultdict(
-            lambda: deque(maxlen=maxlen)
-        )
+        self._events: defaultdict[str, deque[Logged]] = defaultdict(lambda: deque(maxlen=maxlen))
         self._changed: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
 
-    async def append(self, thread_id: str, events: list[dict[str, Any]]) -> None:
+    async def append(self, thread_id: str, events: list[Logged]) -> None:
         """Store numbered events, in order."""
         self._events[thread_id].extend(events)
         changed = self._changed.pop(thread_id, None)
         if changed is not None:
             changed.set()
 
-    async def read(self, thread_id: str, after: int, limit: int = 1000) -> list[dict[str, Any]]:
+    async def read(self, thread_id: str, after: int, limit: int = 1000) -> list[Logged]:
         """Events with `seq` greater than `after`, oldest first."""
         return [e for e in self._events.get(thread_id, ()) if e["seq"] > after][:limit]
 
@@ -148,12 +145,12 @@ class MemoryEventLog:
         events = self._events.get(thread_id)
         return events[-1]["seq"] if events else 0
 
-    async def last(self, thread_id: str) -> dict[str, Any] | None:
+    async def last(self, thread_id: str) -> Logged | None:
         """The thread's newest event, if any."""
         events = self._events.get(thread_id)
         return events[-1] if events else None
 
-    async def wait(self, thread_id: str, after: int, timeout: float) -> list[dict[str, Any]]:
+    async def wait(self, thread_id: str, after: int, timeout: float) -> list[Logged]:
         """Events after `after`, waiting up to `timeout` seconds for the first."""
         found = await self.read(thread_id, after)
         if found:

@@ -80,7 +80,9 @@ def from_graph(
         name = data.get("type") if isinstance(data, Mapping) else None
         data = {"name": name, "payload": data} if isinstance(name, str) else {"payload": data}
     params["data"] = data
-    return {"type": "event", "method": method, "params": to_wire(params)}
+    params["namespace"] = list(params.get("namespace") or ())
+    # Left as LangGraph's objects: the event is encoded once, when it is numbered.
+    return {"type": "event", "method": method, "params": params}
 
 
 def lifecycle(
@@ -108,9 +110,32 @@ def lifecycle(
     }
 
 
-def numbered(event: dict[str, Any], seq: int) -> dict[str, Any]:
-    """The event with its place in the thread's log: `seq`, and `event_id` for resume."""
-    return {**event, "seq": seq, "event_id": str(seq)}
+class Logged(dict[str, Any]):
+    """An event with its place in the thread's log, and its JSON encoded once (`raw`).
+
+    The same bytes are written to the log and sent to every subscriber, over WebSocket
+    and SSE alike; an event read back from the log keeps the bytes it was stored as.
+    Read it as the dict it is; never change it once numbered: `raw` would not follow.
+    """
+
+    __slots__ = ("raw",)
+
+    def __init__(self, event: Mapping[str, Any], raw: bytes | None = None) -> None:
+        super().__init__(event)
+        self.raw: bytes = dumps(event) if raw is None else raw
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Logged:
+        """An event as the log stored it."""
+        return cls(orjson.loads(raw), raw)
+
+
+def numbered(event: Mapping[str, Any], seq: int) -> Logged:
+    """The event with its place in the thread's log, encoded: the one encoding it gets.
+
+    `seq` orders it in the thread; `event_id`, the same, is what a client resumes from.
+    """
+    return Logged({**event, "seq": seq, "event_id": str(seq)})
 
 
 def is_terminal(event: Mapping[str, Any]) -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 
 from server.broker import Broker
 from server.event_log import EventLog
-from server.events import numbered
+from server.events import Logged, numbered
 
 logger = logging.getLogger("alma.server")
 
@@ -27,7 +27,7 @@ class Emitter:
         self.log = log
         self.broker = broker
         self.storage_error: Exception | None = None
-        self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=4096)
+        self._queue: asyncio.Queue[Logged | None] = asyncio.Queue(maxsize=4096)
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._flush())
 
@@ -70,7 +70,7 @@ class Emitter:
                 batch.append(item)
             await self._write(batch)
 
-    async def _write(self, batch: list[dict[str, Any]]) -> None:
+    async def _write(self, batch: list[Logged]) -> None:
         if self.storage_error is None:
             try:
                 await self.log.append(self.thread_id, batch)

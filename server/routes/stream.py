@@ -119,7 +119,7 @@ async def stream_events(
         events = owned_events(services, subscription, principal.owner, owned=mine)
         async for event in events:
             sent.inc()
-            yield frame(event["method"], dumps(event), str(event["seq"]))
+            yield frame(event["method"], event.raw, str(event["seq"]))
 
     async def body() -> AsyncIterator[bytes]:
         SSE_OPEN.inc()
@@ -186,11 +186,11 @@ async def _serve_socket(
     sent = MESSAGES_SENT.labels("websocket")
     bind(thread_id=thread_id, owner=principal.owner)
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: bytes) -> None:
         async with lock:
             # Text frames: browsers and the JavaScript SDK parse `event.data` as a
             # string, and a binary frame reaches them as a Blob or a Buffer.
-            await websocket.send_text(dumps(message).decode())
+            await websocket.send_text(message.decode())
         sent.inc()
 
     async def on_slow(exc: SlowConsumerError) -> None:
@@ -213,13 +213,15 @@ async def _serve_socket(
             try:
                 command = Command.model_validate(orjson.loads(text))
             except orjson.JSONDecodeError:
-                await send(failure(None, "invalid_argument", "not a protocol command: not JSON"))
+                reason = "not a protocol command: not JSON"
+                await send(dumps(failure(None, "invalid_argument", reason)))
                 continue
             except ValidationError as exc:
                 reason = f"not a protocol command: {describe_invalid(exc)}"
-                await send(failure(None, "invalid_argument", reason))
+                await send(dumps(failure(None, "invalid_argument", reason)))
                 continue
-            await send(await execute(services, thread_id, command, connection, principal))
+            answer = await execute(services, thread_id, command, connection, principal)
+            await send(dumps(answer))
     except (WebSocketDisconnect, RuntimeError):
         return
     except RedisError as exc:

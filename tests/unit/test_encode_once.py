@@ -1,0 +1,64 @@
+"""An event is encoded to JSON once: the same bytes go to the log and to every client."""
+
+import json
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+import pytest
+from starlette.testclient import TestClient
+from starlette.testclient import WebSocketTestSession as Socket
+
+from server.events import is_terminal
+
+CHANNELS = ["lifecycle", "messages", "values", "updates", "custom"]
+HAIKU = {"role": "user", "content": "Write a haiku about rivers"}
+START = {"assistant_id": "manager", "input": {"messages": [HAIKU]}}
+
+
+def command(socket: Socket, command_id: int, method: str, **params: Any) -> None:
+    socket.send_text(json.dumps({"id": command_id, "method": method, "params": params}))
+
+
+def until_terminal(socket: Socket) -> list[dict[str, Any]]:
+    events = []
+    while True:
+        message = json.loads(socket.receive_text())
+        if message.get("type") != "event":
+            continue
+        events.append(message)
+        if is_terminal(message):
+            return events
+
+
+def test_each_event_is_encoded_once_however_many_clients_hear_it(
+    app_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encodings: Counter[int] = Counter()
+    separately = []
+    encode = orjson.dumps
+
+    def counted(value: Any, *args: Any, **kwargs: Any) -> bytes:
+        if isinstance(value, Mapping) and "seq" in value:
+            encodings[value["seq"]] += 1
+        elif isinstance(value, Mapping) and {"namespace", "data"} <= value.keys():
+            separately.append(value)  # an event's parts, encoded on their own
+        return encode(value, *args, **kwargs)
+
+    monkeypatch.setattr(orjson, "dumps", counted)
+    url = "/threads/t-once/stream/events"
+    with app_client.websocket_connect(url) as first, app_client.websocket_connect(url) as second:
+        for socket in (first, second):
+            command(socket, 1, "subscription.subscribe", channels=CHANNELS)
+        command(first, 2, "run.start", **START)
+        live = [until_terminal(first), until_terminal(second)]
+    with app_client.websocket_connect(url) as late:
+        command(late, 1, "subscription.subscribe", channels=CHANNELS, since=0)
+        replayed = until_terminal(late)
+
+    assert live[0] == live[1] == replayed
+    seqs = [event["seq"] for event in replayed]
+    assert len(seqs) > 20 and seqs == sorted(set(seqs))
+    assert {seq: encodings[seq] for seq in seqs} == dict.fromkeys(seqs, 1)
+    assert separately == []
