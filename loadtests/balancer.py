@@ -8,8 +8,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from loadtests.processes import LOOPBACK, Server, alma_server, start
-from memory.bench import free_port
+from loadtests.processes import LOOPBACK, Server, alma_server, free_port, start
 
 CONFIG = Path(__file__).resolve().parent / "nginx" / "alma.conf"
 

@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from loadtests.processes import Server, StartError, alma_server
-from memory.bench import percentile, redis_target
+from loadtests.memory_bench import percentile
+from loadtests.processes import Server, StartError, alma_server, redis_target
 from server.client import open_thread
 from server.events import is_terminal
 

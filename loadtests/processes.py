@@ -1,4 +1,6 @@
-"""The processes a benchmark or load run starts: ALMA, `langgraph dev`, the model simulator.
+"""The processes a benchmark or load run starts: ALMA, `langgraph dev`, a model simulator.
+
+A private `redis-server` too, when the run is given no Redis.
 
 Each starts on a free loopback port, is ready when its health URL answers, and is
 stopped (SIGTERM, then SIGKILL) when the block ends.
@@ -9,8 +11,10 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -18,14 +22,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import psutil
-
-from memory.bench import free_port
+import redis
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT_S = 90.0
+REDIS_START_TIMEOUT_S = 10.0
 
 # A load run is one client opening many streams: per-caller limits would refuse it.
 UNLIMITED = {
@@ -194,3 +199,118 @@ def provider_env(simulator: Server) -> dict[str, str]:
         "OPENAI_API_KEY": "sk-simulated",
         "ALMA_MODEL_MAX_CONNECTIONS": "1000",
     }
+
+
+@dataclass(frozen=True, slots=True)
+class RedisTarget:
+    """The Redis a benchmark or load run talks to, and how to describe it."""
+
+    url: str
+    where: str
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _wait_for_ping(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    deadline = time.monotonic() + REDIS_START_TIMEOUT_S
+    client = redis.Redis(host=LOOPBACK, port=port, socket_connect_timeout=0.5, socket_timeout=0.5)
+    try:
+        while True:
+            if process.poll() is not None:
+                raise StartError(
+                    f"redis-server exited with status {process.returncode}:\n{_tail(log)}"
+                )
+            try:
+                if client.ping():
+                    return
+            except redis.RedisError:
+                pass
+            if time.monotonic() > deadline:
+                raise StartError(
+                    f"redis-server did not answer PING within {REDIS_START_TIMEOUT_S:.0f} s:\n"
+                    f"{_tail(log)}"
+                )
+            time.sleep(0.05)
+    finally:
+        client.close()
+
+
+def _stop_redis(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+@contextmanager
+def local_redis() -> Iterator[RedisTarget]:
+    """Start a private redis-server on a free loopback port; stop it on the way out.
+
+    It keeps nothing on disk (`--save ""`, `--appendonly no`) and works in a temporary
+    directory. It runs in its own session, so Ctrl-C reaches the benchmark, which then
+    stops it.
+
+    Raises:
+        StartError: when redis-server is missing or does not answer PING in time.
+    """
+    executable = shutil.which("redis-server")
+    if executable is None:
+        raise StartError("redis-server is not on PATH; install it or pass --redis-url")
+    with tempfile.TemporaryDirectory(prefix="alma-bench-redis-") as directory:
+        port = free_port()
+        log = Path(directory) / "redis-server.log"
+        command = [executable, "--port", str(port), "--bind", LOOPBACK]
+        command += ["--save", "", "--appendonly", "no", "--dir", directory]
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            _wait_for_ping(process, port, log)
+            yield RedisTarget(
+                url=f"redis://{LOOPBACK}:{port}/0",
+                where=f"started by the benchmark: {executable} (pid {process.pid}) on "
+                f"{LOOPBACK}:{port}, no persistence, stopped at the end",
+            )
+        finally:
+            _stop_redis(process)
+
+
+def redact(url: str) -> str:
+    """`url` without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    user = f"{parts.username}:***@" if parts.username else "***@"
+    return urlunsplit(parts._replace(netloc=user + netloc))
+
+
+@contextmanager
+def redis_target(url: str | None) -> Iterator[RedisTarget]:
+    """The Redis at `url`, or a private one when `url` is `None`."""
+    if url is None:
+        with local_redis() as target:
+            yield target
+    else:
+        yield RedisTarget(url=url, where=f"given: {redact(url)}")

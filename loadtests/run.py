@@ -40,8 +40,8 @@ from loadtests.processes import (
     langgraph_dev,
     model_simulator,
     provider_env,
+    redis_target,
 )
-from memory.bench import redis_target
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = Path(__file__).resolve().with_name("locustfile.py")

@@ -20,8 +20,7 @@ from dataclasses import asdict, dataclass
 
 import redis
 
-from loadtests.processes import alma_server
-from memory.bench import redis_target
+from loadtests.processes import alma_server, redis_target
 from server.client import open_thread
 
 PROMPTS = (

@@ -1,4 +1,4 @@
-"""`python -m memory.bench` on a real redis-server, with tiny sizes."""
+"""`python -m loadtests.memory_bench` on a real redis-server, with tiny sizes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis as redis_py
 
-from memory.bench import OPERATIONS, SAVERS, main
+from loadtests.memory_bench import OPERATIONS, SAVERS, main
 from tests.utils.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,7 @@ human/AI pair per step, plus small strings, dicts and ints that change now and t
 a task's writes after every checkpoint. Each call is timed alone (p50, p99, ops/s), then
 `--concurrency` tasks write a thread each at once (total ops/s for put + get_tuple).
 
-Run it with `python -m memory.bench`. Without `--redis-url` it starts a private
+Run it with `python -m loadtests.memory_bench`. Without `--redis-url` it starts a private
 `redis-server` on a free loopback port and stops it at the end; with one, it writes only
 under a fresh key prefix and deletes its threads when done.
 """
@@ -21,23 +21,17 @@ import math
 import os
 import platform
 import random
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
-import redis
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -52,6 +46,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
+from loadtests.processes import RedisTarget, StartError, redis_target
 from memory.aio import AsyncRedisSaver
 
 T = TypeVar("T")
@@ -489,121 +484,6 @@ async def bench_saver(
 # -- Redis -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class RedisTarget:
-    """The Redis the benchmark talks to, and how to describe it."""
-
-    url: str
-    where: str
-
-
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def _wait_for_ping(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    client = redis.Redis(host=LOOPBACK, port=port, socket_connect_timeout=0.5, socket_timeout=0.5)
-    try:
-        while True:
-            if process.poll() is not None:
-                raise BenchError(
-                    f"redis-server exited with status {process.returncode}:\n{_tail(log)}"
-                )
-            try:
-                if client.ping():
-                    return
-            except redis.RedisError:
-                pass
-            if time.monotonic() > deadline:
-                raise BenchError(
-                    f"redis-server did not answer PING within {STARTUP_TIMEOUT_S:.0f} s:\n"
-                    f"{_tail(log)}"
-                )
-            time.sleep(0.05)
-    finally:
-        client.close()
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-
-
-@contextmanager
-def local_redis() -> Iterator[RedisTarget]:
-    """Start a private redis-server on a free loopback port; stop it on the way out.
-
-    It keeps nothing on disk (`--save ""`, `--appendonly no`) and works in a temporary
-    directory. It runs in its own session, so Ctrl-C reaches the benchmark, which then
-    stops it.
-
-    Raises:
-        BenchError: when redis-server is missing or does not answer PING in time.
-    """
-    executable = shutil.which("redis-server")
-    if executable is None:
-        raise BenchError("redis-server is not on PATH; install it or pass --redis-url")
-    with tempfile.TemporaryDirectory(prefix="alma-bench-redis-") as directory:
-        port = free_port()
-        log = Path(directory) / "redis-server.log"
-        command = [executable, "--port", str(port), "--bind", LOOPBACK]
-        command += ["--save", "", "--appendonly", "no", "--dir", directory]
-        with log.open("wb") as output:
-            process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-            _wait_for_ping(process, port, log)
-            yield RedisTarget(
-                url=f"redis://{LOOPBACK}:{port}/0",
-                where=f"started by the benchmark: {executable} (pid {process.pid}) on "
-                f"{LOOPBACK}:{port}, no persistence, stopped at the end",
-            )
-        finally:
-            _stop(process)
-
-
-def redact(url: str) -> str:
-    """`url` without its password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")[2]
-    user = f"{parts.username}:***@" if parts.username else "***@"
-    return urlunsplit(parts._replace(netloc=user + netloc))
-
-
-@contextmanager
-def redis_target(url: str | None) -> Iterator[RedisTarget]:
-    """The Redis at `url`, or a private one when `url` is `None`."""
-    if url is None:
-        with local_redis() as target:
-            yield target
-    else:
-        yield RedisTarget(url=url, where=f"given: {redact(url)}")
-
-
 @asynccontextmanager
 async def open_redis_saver(url: str, prefix: str) -> AsyncIterator[AsyncRedisSaver]:
     """An `AsyncRedisSaver` on `url` writing only under `prefix`, checked and ready."""
@@ -753,9 +633,9 @@ def _bounded(low: int, high: int) -> Callable[[str], int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line of `python -m memory.bench`."""
+    """The command line of `python -m loadtests.memory_bench`."""
     parser = argparse.ArgumentParser(
-        prog="python -m memory.bench",
+        prog="python -m loadtests.memory_bench",
         description="Time put / put_writes / get_tuple / list of ALMA's Redis checkpointer "
         "and LangGraph's InMemorySaver on the same workload.",
     )
@@ -795,7 +675,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with redis_target(options.redis_url) as target:
             report = asyncio.run(run_benchmark(options, target))
-    except BenchError as exc:
+    except (BenchError, StartError) as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
