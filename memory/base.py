@@ -43,6 +43,8 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
+from memory.keys import RedisKeys, ThreadKeys
+
 SEP = "\x1f"
 """Separates the parts of a field name; never found in namespaces, ids or channel names."""
 REFS_SEP = "\x1e"
@@ -108,22 +110,6 @@ def advance(steps: Steps, replies: list[Any] | None) -> Batch | Done:
         return next(steps) if replies is None else steps.send(replies)
     except StopIteration as done:
         return Done(done.value)
-
-
-@dataclass(frozen=True, slots=True)
-class ThreadKeys:
-    """The Redis keys of one thread."""
-
-    order: str
-    checkpoints: str
-    blobs: str
-    writes: str
-    write_index: str
-
-    @property
-    def all(self) -> tuple[str, str, str, str, str]:
-        """Every key, in the order `LOAD_CHECKPOINT` expects them."""
-        return (self.order, self.checkpoints, self.blobs, self.writes, self.write_index)
 
 
 @dataclass(slots=True)
@@ -203,6 +189,7 @@ class BaseRedisSaver(BaseCheckpointSaver[str]):
         if ttl is not None and ttl <= 0:
             raise ValueError("ttl must be a positive number of seconds, or None to keep forever")
         self.prefix = prefix
+        self.keys = RedisKeys(prefix)
         self.ttl = ttl
         self.refresh_on_read = refresh_on_read
         self.cluster = cluster
@@ -211,18 +198,11 @@ class BaseRedisSaver(BaseCheckpointSaver[str]):
 
     def thread_keys(self, thread_id: str) -> ThreadKeys:
         """The keys of `thread_id`, all in the slot of its `{thread_id}` hash tag."""
-        base = f"{self.prefix}:{{{thread_id}}}"
-        return ThreadKeys(
-            order=f"{base}:order",
-            checkpoints=f"{base}:checkpoints",
-            blobs=f"{base}:blobs",
-            writes=f"{base}:writes",
-            write_index=f"{base}:write_index",
-        )
+        return self.keys.checkpoints(thread_id)
 
     def run_key(self, run_id: str) -> str:
         """The key listing the checkpoints a run wrote."""
-        return f"{self.prefix}:run:{{{run_id}}}"
+        return self.keys.checkpoints_of_run(run_id)
 
     def _expire(self, pipe: Any, keys: Iterable[str]) -> None:
         if self.ttl is not None:

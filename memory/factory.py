@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from memory.aio import AsyncRedisSaver
 from memory.cache import AsyncRedisCache
 from memory.connection import UnsupportedRedisError, async_client
+from memory.keys import RedisKeys
 from memory.process import ProcessMemorySaver
 from memory.settings import MemorySettings
 
@@ -43,8 +44,8 @@ class Memory:
     """Whether threads outlive the process (Redis) or not (process memory)."""
     redis: Redis | RedisCluster | None = None
     """The Redis client, shared with the rest of the service; `None` in process memory."""
-    prefix: str = "alma"
-    """Prefix of every key this service writes."""
+    keys: RedisKeys = RedisKeys()
+    """Every key this service writes, under its prefix."""
 
 
 def _serde(settings: MemorySettings) -> SerializerProtocol:
@@ -99,7 +100,7 @@ async def open_memory(settings: MemorySettings) -> AsyncIterator[Memory]:
     # One hash tag for every cache key: LangGraph reads a step's entries with one MGET,
     # which Redis Cluster only allows within a slot.
     cache: BaseCache[Any] | None = (
-        AsyncRedisCache(client, prefix=f"{settings.redis_prefix}:{{cache}}:")
+        AsyncRedisCache(client, prefix=RedisKeys(settings.redis_prefix).cache)
         if settings.cache_ttl
         else None
     )
@@ -110,7 +111,7 @@ async def open_memory(settings: MemorySettings) -> AsyncIterator[Memory]:
         description=f"Redis at {_redact(url)} ({ttl})",
         durable=True,
         redis=client,
-        prefix=settings.redis_prefix,
+        keys=RedisKeys(settings.redis_prefix),
     )
     logger.info("conversation memory: %s", memory.description)
     try:

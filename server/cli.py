@@ -176,9 +176,7 @@ async def _chat(args: argparse.Namespace) -> int:
             )
             # The thread joins the owner's conversations, as a run through the server
             # would, so the page lists it.
-            threads = open_threads(
-                memory.redis, prefix=memory.prefix, ttl=memory_settings.ttl_seconds
-            )
+            threads = open_threads(memory.redis, keys=memory.keys, ttl=memory_settings.ttl_seconds)
             for message in messages:
                 title = title_of([{"role": "user", "content": message}])
                 try:

@@ -21,6 +21,8 @@ import orjson
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
+from memory.keys import RedisKeys
+
 logger = logging.getLogger("alma.server")
 
 ControlHandler = Callable[[dict[str, Any]], Awaitable[None]]
@@ -80,14 +82,14 @@ class Control(Protocol):
 class RedisRunLeases:
     """Run leases as `<prefix>:{thread}:active` keys with a time-to-live."""
 
-    def __init__(self, client: Redis | RedisCluster, *, prefix: str, lease: float) -> None:
+    def __init__(self, client: Redis | RedisCluster, *, keys: RedisKeys, lease: float) -> None:
         self.client = client
-        self.prefix = prefix
+        self.keys = keys
         self.lease_ms = int(lease * 1000)
 
     def key(self, thread_id: str) -> str:
         """The thread's lease, in the slot of its other keys."""
-        return f"{self.prefix}:{{{thread_id}}}:active"
+        return self.keys.lease(thread_id)
 
     async def acquire(self, thread_id: str, run: ActiveRun) -> ActiveRun | None:
         """Take the thread for `run`; if it is busy, return the run that holds it."""
@@ -152,9 +154,9 @@ class MemoryRunLeases:
 class RedisControl:
     """Control messages over one Redis pub/sub channel."""
 
-    def __init__(self, client: Redis | RedisCluster, *, prefix: str) -> None:
+    def __init__(self, client: Redis | RedisCluster, *, keys: RedisKeys) -> None:
         self.client = client
-        self.channel = f"{prefix}:control"
+        self.channel = keys.control
 
     async def publish(self, message: dict[str, Any]) -> None:
         """Send a message to every process."""

@@ -16,6 +16,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from memory.connection import execute_replaying
+from memory.keys import RedisKeys
 from server.events import Logged
 
 _DUPLICATE_ID = "equal or smaller than the target stream top item"
@@ -47,15 +48,17 @@ class EventLog(Protocol):
 class RedisEventLog:
     """The event log as one capped, expiring Redis stream per thread."""
 
-    def __init__(self, client: Redis | RedisCluster, *, prefix: str, maxlen: int, ttl: int) -> None:
+    def __init__(
+        self, client: Redis | RedisCluster, *, keys: RedisKeys, maxlen: int, ttl: int
+    ) -> None:
         self.client = client
-        self.prefix = prefix
+        self.keys = keys
         self.maxlen = maxlen
         self.ttl = ttl
 
     def key(self, thread_id: str) -> str:
         """The thread's stream, in the slot of its other keys."""
-        return f"{self.prefix}:{{{thread_id}}}:events"
+        return self.keys.events(thread_id)
 
     async def append(self, thread_id: str, events: list[Logged]) -> None:
         """Store numbered events, in order, in one round trip; restart the TTL."""

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
+from memory.keys import RedisKeys
 from server.metrics import RATE_LIMITED
 
 SLOT_LEASE_SECONDS = 60.0
@@ -88,16 +89,16 @@ class ConnectionSlots(Protocol):
 class RedisConnectionSlots:
     """Slots as a sorted set per caller, scored by lease expiry; leases are renewed."""
 
-    def __init__(self, client: Redis | RedisCluster, *, prefix: str) -> None:
-        """Keep slots under `prefix`."""
+    def __init__(self, client: Redis | RedisCluster, *, keys: RedisKeys) -> None:
+        """Keep slots at `keys`."""
         self.client = client
-        self.prefix = prefix
+        self.keys = keys
         self._acquire: Any = client.register_script(_ACQUIRE)
         self._held: dict[tuple[str, str], None] = {}
         self._renewer: asyncio.Task[None] | None = None
 
     def _key(self, key: str) -> str:
-        return f"{self.prefix}:connections:{{{key}}}"
+        return self.keys.connections(key)
 
     async def acquire(self, key: str, connection_id: str, limit: int) -> tuple[bool, int]:
         """Take a slot; `(taken, slots in use)`."""
@@ -186,7 +187,7 @@ class RateLimits:
         writes: int = 120,
         window: int,
         redis: Redis | RedisCluster | None,
-        prefix: str,
+        keys: RedisKeys,
     ) -> None:
         """Limits over Redis when given (shared by processes), else in process memory."""
         self.window = window
@@ -202,7 +203,7 @@ class RateLimits:
             storage = RedisClusterStorage(
                 "async+redis+cluster://127.0.0.1:7000",
                 implementation="redispy",
-                key_prefix=f"{prefix}:limits",
+                key_prefix=keys.limits,
             )
             storage.bridge.storage = redis
             storage.bridge.connection_getter = lambda _: redis
@@ -214,11 +215,11 @@ class RateLimits:
                 "async+redis://localhost:6379",
                 implementation="redispy",
                 connection_pool=pool,
-                key_prefix=f"{prefix}:limits",
+                key_prefix=keys.limits,
             )
         if redis is not None:
             self.slots: RedisConnectionSlots | MemoryConnectionSlots = RedisConnectionSlots(
-                redis, prefix=prefix
+                redis, keys=keys
             )
         else:
             storage = MemoryStorage()

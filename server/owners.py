@@ -15,6 +15,8 @@ from typing import Any, Protocol
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
+from memory.keys import RedisKeys
+
 _CLAIM = """
 local current = redis.call('GET', KEYS[1])
 if not current then
@@ -88,18 +90,18 @@ def _text(value: Any) -> str:
 class RedisThreadOwners:
     """Owners in Redis, shared by every process."""
 
-    def __init__(self, client: Redis | RedisCluster, *, prefix: str, ttl: int | None) -> None:
-        """Keep owners under `prefix`, expiring `ttl` seconds after the last claim."""
+    def __init__(self, client: Redis | RedisCluster, *, keys: RedisKeys, ttl: int | None) -> None:
+        """Keep owners at `keys`, expiring `ttl` seconds after the last claim."""
         self.client = client
-        self.prefix = prefix
+        self.keys = keys
         self.ttl = ttl or 0
         self._claim: Any = client.register_script(_CLAIM)
         self._remember: Any = client.register_script(_REMEMBER)
 
     def _index(self, owner: str) -> tuple[str, str]:
         return (
-            f"{self.prefix}:owner:{{{owner}}}:threads",
-            f"{self.prefix}:owner:{{{owner}}}:titles",
+            self.keys.owner_threads(owner),
+            self.keys.owner_titles(owner),
         )
 
     async def remember(self, owner: str, thread_id: str, title: str) -> None:
@@ -131,7 +133,7 @@ class RedisThreadOwners:
 
     def key(self, thread_id: str) -> str:
         """The thread's owner key."""
-        return f"{self.prefix}:{{{thread_id}}}:owner"
+        return self.keys.owner(thread_id)
 
     async def claim(self, thread_id: str, owner: str) -> str:
         """Make `owner` the thread's owner unless it has one; the owner it now has."""

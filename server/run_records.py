@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from memory.connection import execute_replaying
+from memory.keys import RedisKeys
 
 RunStatus = Literal["pending", "running", "success", "error", "timeout", "interrupted"]
 ACTIVE: frozenset[str] = frozenset({"pending", "running"})
@@ -93,14 +94,14 @@ class RunRecords(Protocol):
 class RedisRunRecords:
     """Run records as one expiring hash per thread."""
 
-    def __init__(self, client: Redis | RedisCluster, *, prefix: str, ttl: int | None) -> None:
+    def __init__(self, client: Redis | RedisCluster, *, keys: RedisKeys, ttl: int | None) -> None:
         self.client = client
-        self.prefix = prefix
+        self.keys = keys
         self.ttl = ttl
 
     def key(self, thread_id: str) -> str:
         """The hash of `thread_id`'s runs, in the thread's slot."""
-        return f"{self.prefix}:{{{thread_id}}}:runs"
+        return self.keys.runs(thread_id)
 
     async def put(self, record: RunRecord) -> None:
         """Store (or replace) a record, stamping `updated_at`."""

@@ -103,7 +103,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         log: EventLog
         leases: RunLeases
         control: Control
-        threads = open_threads(memory.redis, prefix=memory.prefix, ttl=settings.ttl_seconds)
+        threads = open_threads(memory.redis, keys=memory.keys, ttl=settings.ttl_seconds)
         owners: ThreadOwners = threads.owners
         limits = RateLimits(
             runs=settings.limit_runs,
@@ -112,21 +112,21 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             writes=settings.limit_writes,
             window=settings.limit_window_seconds,
             redis=memory.redis,
-            prefix=memory.prefix,
+            keys=memory.keys,
         )
         if memory.redis is not None:
             log = RedisEventLog(
                 memory.redis,
-                prefix=memory.prefix,
+                keys=memory.keys,
                 maxlen=settings.event_log_maxlen,
                 ttl=settings.event_log_ttl,
             )
             leases = RedisRunLeases(
-                memory.redis, prefix=memory.prefix, lease=settings.run_lease_seconds
+                memory.redis, keys=memory.keys, lease=settings.run_lease_seconds
             )
-            control = RedisControl(memory.redis, prefix=memory.prefix)
+            control = RedisControl(memory.redis, keys=memory.keys)
             run_records: RunRecords = RedisRunRecords(
-                memory.redis, prefix=memory.prefix, ttl=settings.ttl_seconds
+                memory.redis, keys=memory.keys, ttl=settings.ttl_seconds
             )
         else:
             log = MemoryEventLog(maxlen=settings.event_log_maxlen)

@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from memory.connection import execute_replaying
+from memory.keys import RedisKeys
 from server.assistants import RUN_METADATA
 from server.owners import MAX_INDEXED, MemoryThreadOwners, RedisThreadOwners, ThreadOwners
 from server.run_records import now_iso
@@ -135,17 +136,17 @@ def _record(thread_id: str, flat: Sequence[bytes | str]) -> ThreadRecord | None:
 class RedisThreadRecords:
     """Thread records as one expiring hash per thread."""
 
-    def __init__(self, client: Redis | RedisCluster, *, prefix: str, ttl: int | None) -> None:
-        """Keep records under `prefix`, expiring `ttl` seconds after the last write."""
+    def __init__(self, client: Redis | RedisCluster, *, keys: RedisKeys, ttl: int | None) -> None:
+        """Keep records at `keys`, expiring `ttl` seconds after the last write."""
         self.client = client
-        self.prefix = prefix
+        self.keys = keys
         self.ttl = ttl or 0
         self._touch: Any = client.register_script(_TOUCH)
         self._create: Any = client.register_script(_CREATE)
 
     def key(self, thread_id: str) -> str:
         """The thread's record, in the slot of its other keys."""
-        return f"{self.prefix}:{{{thread_id}}}:thread"
+        return self.keys.thread(thread_id)
 
     async def create(
         self, thread_id: str, metadata: Mapping[str, Any]
@@ -303,11 +304,13 @@ class Threads:
         await self.records.delete(thread_id)
 
 
-def open_threads(redis: Redis | RedisCluster | None, *, prefix: str, ttl: int | None) -> Threads:
+def open_threads(
+    redis: Redis | RedisCluster | None, *, keys: RedisKeys, ttl: int | None
+) -> Threads:
     """Thread records and owners in Redis, shared by every process; in process memory without."""
     if redis is None:
         return Threads(records=MemoryThreadRecords(), owners=MemoryThreadOwners())
     return Threads(
-        records=RedisThreadRecords(redis, prefix=prefix, ttl=ttl),
-        owners=RedisThreadOwners(redis, prefix=prefix, ttl=ttl),
+        records=RedisThreadRecords(redis, keys=keys, ttl=ttl),
+        owners=RedisThreadOwners(redis, keys=keys, ttl=ttl),
     )

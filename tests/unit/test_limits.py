@@ -1,10 +1,13 @@
 """Limits in process memory, when there is no Redis: the same rules."""
 
+from memory.keys import RedisKeys
 from server.limits import RateLimits
 
 
 async def test_runs_tokens_and_connections_without_redis() -> None:
-    limits = RateLimits(runs=2, tokens=50, connections=1, window=60, redis=None, prefix="t")
+    limits = RateLimits(
+        runs=2, tokens=50, connections=1, window=60, redis=None, keys=RedisKeys("t")
+    )
     verdicts = [await limits.start_run("a") for _ in range(3)]
     assert [v.allowed for v in verdicts] == [True, True, False]
     assert verdicts[-1].retry_after >= 1 and verdicts[-1].headers()["Retry-After"]
