@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
@@ -74,111 +75,123 @@ class Services:
 
 async def forget_thread(services: Services, thread_id: str) -> None:
     """Delete everything of a thread: checkpoints, runs, record, owner (its event log expires)."""
-    await services.memory.checkpointer.adelete_thread(thread_id)
-    await services.run_records.delete_thread(thread_id)
-    await services.threads.delete(thread_id)
-    await services.owners.forget(thread_id)
+    await _forget(services.memory, services.run_records, services.threads, thread_id)
+
+
+async def _forget(
+    memory: Memory, run_records: RunRecords, threads: Threads, thread_id: str
+) -> None:
+    await memory.checkpointer.adelete_thread(thread_id)
+    await run_records.delete_thread(thread_id)
+    await threads.delete(thread_id)
+    await threads.owners.forget(thread_id)
+
+
+@dataclass(frozen=True)
+class _Stores:
+    """Where runs' events, leases, signals and records live: Redis, or this process."""
+
+    log: EventLog
+    leases: RunLeases
+    control: Control
+    run_records: RunRecords
+
+
+def _stores(settings: Settings, memory: Memory) -> _Stores:
+    if memory.redis is None:
+        return _Stores(
+            log=MemoryEventLog(maxlen=settings.event_log_maxlen),
+            leases=MemoryRunLeases(),
+            control=MemoryControl(),
+            run_records=MemoryRunRecords(),
+        )
+    redis, keys = memory.redis, memory.keys
+    return _Stores(
+        log=RedisEventLog(
+            redis, keys=keys, maxlen=settings.event_log_maxlen, ttl=settings.event_log_ttl
+        ),
+        leases=RedisRunLeases(redis, keys=keys, lease=settings.run_lease_seconds),
+        control=RedisControl(redis, keys=keys),
+        run_records=RedisRunRecords(redis, keys=keys, ttl=settings.ttl_seconds),
+    )
+
+
+def _graph(
+    provider: ModelProvider, memory: Memory
+) -> CompiledStateGraph[Any, RunContext, Any, Any]:
+    saver = memory.checkpointer
+    return build_manager_graph(
+        provider=provider,
+        checkpointer=stamp_thread(time_checkpointer(saver)) if saver else None,
+        cache=memory.cache,
+        cache_ttl=memory.cache_ttl,
+    )
+
+
+def _limits(settings: Settings, memory: Memory) -> RateLimits:
+    return RateLimits(
+        runs=settings.limit_runs,
+        tokens=settings.limit_tokens,
+        connections=settings.limit_connections,
+        writes=settings.limit_writes,
+        window=settings.limit_window_seconds,
+        redis=memory.redis,
+        keys=memory.keys,
+    )
+
+
+def _observability(settings: Settings) -> Observability:
+    key = settings.langsmith_api_key
+    tracing = Tracing(
+        enabled=settings.langsmith_tracing,
+        project=settings.langsmith_project,
+        api_key=key.get_secret_value() if key else None,
+        endpoint=settings.langsmith_endpoint,
+        health=ComponentState(),
+    )
+    if tracing.enabled:
+        logger.info("tracing runs to LangSmith project %s", settings.langsmith_project)
+    return Observability(prices=PriceTable(settings.model_prices), tracing=tracing)
+
+
+def _key_ring(settings: Settings) -> KeyRing:
+    keys = KeyRing(settings.key_owners())
+    if not keys.required:
+        logger.warning(
+            "authentication off: no ALMA_API_KEYS (development mode); every client "
+            "is the owner 'local' and limits count per client address"
+        )
+    return keys
 
 
 @asynccontextmanager
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
     """Build the service's parts, and take them down in order (runs drained first)."""
     provider = ModelProvider.from_settings(settings)
-    logger.log(
-        logging.WARNING if provider.is_simulated else logging.INFO,
-        "model provider: %s",
-        provider.description,
-    )
+    level = logging.WARNING if provider.is_simulated else logging.INFO
+    logger.log(level, "model provider: %s", provider.description)
     async with open_memory(settings) as memory:
-        graph = build_manager_graph(
-            provider=provider,
-            checkpointer=(
-                stamp_thread(time_checkpointer(memory.checkpointer))
-                if memory.checkpointer
-                else None
-            ),
-            cache=memory.cache,
-            cache_ttl=memory.cache_ttl,
-        )
-        log: EventLog
-        leases: RunLeases
-        control: Control
+        graph = _graph(provider, memory)
+        stores = _stores(settings, memory)
         threads = open_threads(memory.redis, keys=memory.keys, ttl=settings.ttl_seconds)
-        owners: ThreadOwners = threads.owners
-        limits = RateLimits(
-            runs=settings.limit_runs,
-            tokens=settings.limit_tokens,
-            connections=settings.limit_connections,
-            writes=settings.limit_writes,
-            window=settings.limit_window_seconds,
-            redis=memory.redis,
-            keys=memory.keys,
-        )
-        if memory.redis is not None:
-            log = RedisEventLog(
-                memory.redis,
-                keys=memory.keys,
-                maxlen=settings.event_log_maxlen,
-                ttl=settings.event_log_ttl,
-            )
-            leases = RedisRunLeases(
-                memory.redis, keys=memory.keys, lease=settings.run_lease_seconds
-            )
-            control = RedisControl(memory.redis, keys=memory.keys)
-            run_records: RunRecords = RedisRunRecords(
-                memory.redis, keys=memory.keys, ttl=settings.ttl_seconds
-            )
-        else:
-            log = MemoryEventLog(maxlen=settings.event_log_maxlen)
-            leases = MemoryRunLeases()
-            control = MemoryControl()
-            run_records = MemoryRunRecords()
-        instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        runs: RunManager
-        broker = Broker(
-            log=log,
-            queue_size=settings.send_queue_size,
-            run_origin=lambda thread_id: runs.run_origin(thread_id),
-            on_orphan=lambda thread_id: runs.close_orphan(thread_id),
-        )
-        observability = Observability(
-            prices=PriceTable(settings.model_prices),
-            tracing=Tracing(
-                enabled=settings.langsmith_tracing,
-                project=settings.langsmith_project,
-                api_key=(
-                    settings.langsmith_api_key.get_secret_value()
-                    if settings.langsmith_api_key
-                    else None
-                ),
-                endpoint=settings.langsmith_endpoint,
-                health=ComponentState(),
-            ),
-        )
-        if observability.tracing.enabled:
-            logger.info("tracing runs to LangSmith project %s", settings.langsmith_project)
+        limits = _limits(settings, memory)
+        observability = _observability(settings)
         runs = RunManager(
             graph=graph,
-            log=log,
-            broker=broker,
-            leases=leases,
-            control=control,
-            owner=instance,
+            log=stores.log,
+            leases=stores.leases,
+            control=stores.control,
+            owner=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
             lease_seconds=settings.run_lease_seconds,
             wait_seconds=settings.multitask_wait_seconds,
+            queue_size=settings.send_queue_size,
             spend_tokens=limits.spend_tokens,
             observability=observability,
-            records=run_records,
-            on_temporary_end=lambda thread_id: forget_thread(services, thread_id),
-            on_start=lambda thread_id: services.threads.run_created(thread_id),
+            records=stores.run_records,
+            on_temporary_end=partial(_forget, memory, stores.run_records, threads),
+            on_start=threads.run_created,
         )
-        keys = KeyRing(settings.key_owners())
-        if not keys.required:
-            logger.warning(
-                "authentication off: no ALMA_API_KEYS (development mode); every client "
-                "is the owner 'local' and limits count per client address"
-            )
-        listener = asyncio.create_task(control.listen(runs.on_control))
+        listener = asyncio.create_task(stores.control.listen(runs.on_control))
         sampler = ResourceSampler(
             interval=settings.metrics_sample_seconds,
             ping=memory.redis.ping if memory.redis is not None else None,
@@ -191,17 +204,17 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             provider=provider,
             memory=memory,
             graph=graph,
-            log=log,
-            broker=broker,
-            leases=leases,
-            control=control,
+            log=stores.log,
+            broker=runs.broker,
+            leases=stores.leases,
+            control=stores.control,
             runs=runs,
-            run_records=run_records,
-            keys=keys,
-            owners=owners,
+            run_records=stores.run_records,
+            keys=_key_ring(settings),
+            owners=threads.owners,
             threads=threads,
             limits=limits,
-            instance=instance,
+            instance=runs.owner,
             observability=observability,
             sampler=sampler,
         )
@@ -209,7 +222,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             yield services
         finally:
             await runs.shutdown(settings.shutdown_grace_seconds)
-            await broker.close()
+            await runs.broker.close()
             await limits.aclose()
             for task in (listener, sampling):
                 task.cancel()

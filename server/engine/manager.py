@@ -55,21 +55,32 @@ class RunManager:
         *,
         graph: CompiledStateGraph[Any, RunContext, Any, Any],
         log: EventLog,
-        broker: Broker,
         leases: RunLeases,
         control: Control,
         owner: str,
         lease_seconds: float,
         wait_seconds: float,
+        queue_size: int,
         spend_tokens: Callable[[str, int], Awaitable[None]] | None = None,
         observability: Observability | None = None,
         records: RunRecords | None = None,
         on_start: Callable[[str], Awaitable[Mapping[str, Any]]] | None = None,
         on_temporary_end: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
+        """Run the graph's runs for the process named `owner`.
+
+        `queue_size` bounds each subscription's queue in the engine's broker, through
+        which every wire format follows a thread's events.
+        """
         self.graph = graph
         self.log = log
-        self.broker = broker
+        # The broker asks the engine where a thread's run executes, and to end a run
+        # whose process died: it is the engine's own fan-out, built here.
+        self.broker = Broker(
+            log=log, queue_size=queue_size, run_origin=self.run_origin,
+            on_orphan=self.close_orphan,
+        )  # fmt: skip
+        broker = self.broker
         self.leases = leases
         self.control = control
         self.owner = owner
