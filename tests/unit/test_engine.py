@@ -1,0 +1,162 @@
+"""The run engine in process, over the in-memory stores: no HTTP, no Redis, no subprocess."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from graphs.manager import build_manager_graph
+from memory.process import ProcessMemorySaver
+from nodes.models import ModelProvider
+from server.coordination import MemoryControl, MemoryRunLeases
+from server.engine import ApiRun, Run, RunManager
+from server.event_log import MemoryEventLog
+from server.events import is_terminal, lifecycle, numbered
+from server.protocol import RunStartParams, SubscribeParams, matches
+from server.refusals import Refusal, Refused
+
+POEM = {"messages": [{"role": "user", "content": "Write a short poem about rivers"}]}
+
+
+def start(strategy: str = "reject") -> RunStartParams:
+    return RunStartParams.model_validate(
+        {"assistant_id": "manager", "input": POEM, "multitask_strategy": strategy}
+    )
+
+
+@asynccontextmanager
+async def engine(*, ttft: float = 0.0, tokens_per_second: float = 0.0) -> AsyncIterator[RunManager]:
+    provider = ModelProvider.simulated(ttft=ttft, tokens_per_second=tokens_per_second)
+    graph = build_manager_graph(provider=provider, checkpointer=ProcessMemorySaver())
+    control = MemoryControl()
+    runs = RunManager(
+        graph=graph, log=MemoryEventLog(maxlen=10_000), leases=MemoryRunLeases(),
+        control=control, owner="process-1", lease_seconds=30, wait_seconds=10,
+        queue_size=4096,
+    )  # fmt: skip
+    listener = asyncio.create_task(control.listen(runs.on_control))
+    try:
+        yield runs
+    finally:
+        await runs.shutdown(grace=5)
+        listener.cancel()
+
+
+async def finished(run: Run) -> None:
+    # A queued run's task hands over to the task that executes it once it begins.
+    while True:
+        task = run.task
+        assert task is not None
+        await asyncio.wait_for(task, 30)
+        if run.task is task:
+            return
+
+
+async def logged(runs: RunManager, thread_id: str) -> list[dict[str, Any]]:
+    return list(await runs.log.read(thread_id, 0, limit=100_000))
+
+
+def ends(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e["params"]["data"] for e in events if is_terminal(e)]
+
+
+async def test_a_run_is_numbered_logged_and_recorded_to_its_end() -> None:
+    async with engine() as runs:
+        run = await runs.start("t-1", start())
+        await finished(run)
+        events = await logged(runs, "t-1")
+        record = await runs.record("t-1", run.run_id)
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert events[0]["params"]["data"]["event"] == "running"
+    assert ends(events) == [events[-1]["params"]["data"]]
+    assert events[-1]["params"]["data"]["event"] == "completed"
+    assert events[-1]["params"]["data"]["route"] == "creative"
+    assert record is not None and record.status == "success" and record.first_seq == 1
+
+
+async def test_reject_refuses_a_busy_thread_and_keeps_no_record_of_the_refusal() -> None:
+    async with engine(ttft=0.5) as runs:
+        first = await runs.start("t-1", start(), api=ApiRun())
+        with pytest.raises(Refused) as refused:
+            await runs.start("t-1", start("reject"), api=ApiRun())
+        assert refused.value.reason is Refusal.BUSY
+        assert [r.run_id for r in await runs.records_of("t-1")] == [first.run_id]
+        await finished(first)
+
+
+async def test_enqueue_waits_for_the_running_run_then_runs() -> None:
+    async with engine(ttft=0.3) as runs:
+        first = await runs.start("t-1", start(), api=ApiRun())
+        second = await runs.start("t-1", start("enqueue"), api=ApiRun())
+        queued = await runs.record("t-1", second.run_id)
+        assert queued is not None and queued.status == "pending"
+        await finished(first)
+        await finished(second)
+        events = await logged(runs, "t-1")
+        done = {r.run_id: r for r in await runs.records_of("t-1")}
+    assert [end["run_id"] for end in ends(events)] == [first.run_id, second.run_id]
+    assert done[first.run_id].status == done[second.run_id].status == "success"
+    assert done[second.run_id].first_seq > done[first.run_id].first_seq
+
+
+async def test_a_cancelled_run_keeps_the_answer_its_user_saw() -> None:
+    async with engine(tokens_per_second=40) as runs:
+        subscription = await runs.broker.subscribe("t-1", SubscribeParams(channels=["messages"]))
+        run = await runs.start("t-1", start())
+        tokens = 0
+        async for event in subscription.events():
+            delta = event["params"]["data"].get("delta") or {}
+            tokens += delta.get("type") == "text-delta"
+            if tokens == 5:
+                break
+        await runs.cancel("t-1", run.run_id)
+        await finished(run)
+        events = await logged(runs, "t-1")
+        state = await runs.graph.aget_state({"configurable": {"thread_id": "t-1"}})
+    assert ends(events)[-1]["code"] == "cancelled"
+    kept = state.values["messages"][-1]
+    assert kept.response_metadata == {"cancelled": True} and kept.content
+    assert state.values["error"]["code"] == "cancelled"
+
+
+async def test_a_rollback_deletes_what_the_run_wrote() -> None:
+    async with engine(tokens_per_second=40) as runs:
+        run = await runs.start("t-1", start(), api=ApiRun())
+        await asyncio.sleep(0)  # let it begin
+        await runs.cancel("t-1", run.run_id, action="rollback")
+        await finished(run)
+        state = await runs.graph.aget_state({"configurable": {"thread_id": "t-1"}})
+        records = await runs.records_of("t-1")
+    assert records == [] and not state.values.get("messages")
+
+
+async def test_a_run_its_process_left_unfinished_is_ended_before_the_next_begins() -> None:
+    async with engine() as runs:
+        # A process died mid-run: its start is logged, its end never was, no lease is held.
+        await runs.log.append("t-1", [numbered(lifecycle("running", run_id="lost-run"), 1)])
+        run = await runs.start("t-1", start())
+        await finished(run)
+        events = await logged(runs, "t-1")
+    lost, mine = ends(events)
+    assert (lost["run_id"], lost["code"]) == ("lost-run", "worker_lost")
+    assert events[1]["params"]["data"] == lost
+    assert (mine["run_id"], mine["event"]) == (run.run_id, "completed")
+    assert events[2]["params"]["data"]["event"] == "running"
+
+
+async def test_a_subscriber_resumes_after_the_last_event_it_saw() -> None:
+    async with engine() as runs:
+        run = await runs.start("t-1", start())
+        await finished(run)
+        everything = await logged(runs, "t-1")
+        channels = ["lifecycle", "messages", "values", "updates", "custom"]
+        resumed = await runs.broker.subscribe("t-1", SubscribeParams(channels=channels, since=10))
+        replayed = []
+        async for event in resumed.events():
+            replayed.append(event)
+            if is_terminal(event):
+                break
+    wanted = SubscribeParams(channels=channels)
+    assert replayed == [e for e in everything if e["seq"] > 10 and matches(e, wanted)]
