@@ -19,14 +19,31 @@ class Emitter:
 
     Events wait in a bounded queue and are written in batches: a burst of tokens costs
     one Redis round trip, and a slow log slows the run instead of growing memory.
+
+    A write that fails (Redis restarting, a Cluster master failing over) is caught up
+    later: the run's events the log lacks — those of the failed writes, and any the old
+    master acknowledged but never replicated — are written again with the next batch,
+    and at the end for up to `catch_up_seconds`, so the log holds the whole run.
     """
 
-    def __init__(self, *, thread_id: str, first_seq: int, log: EventLog, broker: Broker) -> None:
+    def __init__(
+        self,
+        *,
+        thread_id: str,
+        first_seq: int,
+        log: EventLog,
+        broker: Broker,
+        catch_up_seconds: float = 10.0,
+    ) -> None:
         self.thread_id = thread_id
         self.next_seq = first_seq
         self.log = log
         self.broker = broker
         self.storage_error: Exception | None = None
+        """Why the log lacks some of the run's events (None: it has them all)."""
+        self.catch_up_seconds = catch_up_seconds
+        self._emitted: list[Logged] = []
+        self._next_try = 0.0
         self._queue: asyncio.Queue[Logged | None] = asyncio.Queue(maxsize=4096)
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._flush())
@@ -71,18 +88,37 @@ class Emitter:
             await self._write(batch)
 
     async def _write(self, batch: list[Logged]) -> None:
-        if self.storage_error is None:
-            try:
-                await self.log.append(self.thread_id, batch)
-            except Exception as exc:
-                # Whatever broke the write (a Redis error, or a client library failing
-                # under a fail-over), subscribers here still hear how the run ends;
-                # resume is what is lost. The writer must not die: they would wait forever.
-                self.storage_error = exc
-                logger.error("event log of thread %s failed: %r", self.thread_id, exc)
+        self._emitted.extend(batch)
+        await self._store(batch)
+        # Subscribers here hear every event even when the log could not take it: the
+        # run goes on, and its end reaches them however the log fares.
         self.broker.publish(self.thread_id, batch)
 
+    async def _store(self, batch: list[Logged]) -> None:
+        if self.storage_error is not None and self._loop.time() < self._next_try:
+            return  # tried a moment ago: the events wait for the next try
+        try:
+            if self.storage_error is None:
+                await self.log.append(self.thread_id, batch)
+            else:
+                # Catch up from what the log really holds now.
+                last = await self.log.last_seq(self.thread_id)
+                await self.log.append(self.thread_id, [e for e in self._emitted if e["seq"] > last])
+                logger.info("event log of thread %s caught up", self.thread_id)
+            self.storage_error = None
+        except Exception as exc:
+            # Whatever broke the write (a Redis error, or a client library failing under
+            # a fail-over), the writer must not die: subscribers would wait forever.
+            if self.storage_error is None:
+                logger.error("event log of thread %s failed: %r", self.thread_id, exc)
+            self.storage_error = exc
+            self._next_try = self._loop.time() + 1.0
+
     async def close(self) -> None:
-        """Write what is queued and stop."""
+        """Write what is queued, catch the log up if it fell behind, and stop."""
         await self._queue.put(None)
         await self._task
+        deadline = self._loop.time() + self.catch_up_seconds
+        while self.storage_error is not None and self._loop.time() < deadline:
+            await asyncio.sleep(max(0.0, self._next_try - self._loop.time()))
+            await self._store([])
