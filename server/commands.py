@@ -52,15 +52,13 @@ class Connection:
     closing: asyncio.Task[None] | None = None
     """Closing the WebSocket as too slow, once that has begun."""
 
-    async def pump(
-        self, subscription: Subscription, events: AsyncIterator[Logged] | None = None
-    ) -> None:
-        """Send a subscription's events (or `events`, drawn from it) as they come.
+    async def pump(self, events: AsyncIterator[Logged]) -> None:
+        """Send a subscription's `events` as they come.
 
         Each goes out as the bytes it was logged as: no event is encoded again here.
         """
         try:
-            async for event in events or subscription.events():
+            async for event in events:
                 await self.send(event.raw)
         except SlowConsumerError as exc:
             self.too_slow(exc)
@@ -282,7 +280,7 @@ def _attach(
     events: AsyncIterator[Logged],
 ) -> None:
     """Pump a subscription's `events` into the connection until they end or overflow."""
-    task = asyncio.create_task(connection.pump(subscription, events))
+    task = asyncio.create_task(connection.pump(events))
     connection.subscriptions[subscription.id] = (subscription, task)
 
     def overflowed(exc: SlowConsumerError) -> None:

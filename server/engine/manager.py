@@ -80,7 +80,6 @@ class RunManager:
             log=log, queue_size=queue_size, run_origin=self.run_origin,
             on_orphan=self.close_orphan,
         )  # fmt: skip
-        broker = self.broker
         self.leases = leases
         self.control = control
         self.owner = owner
@@ -96,9 +95,9 @@ class RunManager:
         """Deletes a stateless run's thread when the run has ended."""
         self.runs: dict[str, Run] = {}
         self.draining = False
-        self.endings = RunEndings(log=log, broker=broker, records=self.records, leases=leases)
+        self.endings = RunEndings(log=log, broker=self.broker, records=self.records, leases=leases)
         self.execution = RunExecution(
-            graph=graph, log=log, broker=broker, leases=leases, records=self.records,
+            graph=graph, log=log, broker=self.broker, leases=leases, records=self.records,
             endings=self.endings, observability=self.observability,
             lease_seconds=lease_seconds, spend_tokens=spend_tokens,
             draining=lambda: self.draining,
