@@ -40,6 +40,7 @@ from evals.targets import Harness
 from memory.factory import open_memory
 from nodes.models import ModelProvider
 from nodes.run_context import RouterMode
+from server.services import service_graph
 from server.settings import Settings
 from server.version import VERSION
 
@@ -159,7 +160,7 @@ async def run_suites(settings: Settings, plan: Plan) -> list[SuiteResult]:
     results: list[SuiteResult] = []
     try:
         async with open_memory(memory_settings) as memory:
-            harness = Harness(provider=provider, checkpointer=memory.checkpointer)
+            harness = Harness(graph=service_graph(provider, memory))
             for suite in plan.suites:
                 dataset = load(suite)
                 routers = plan.routers if suite == "routing" else [plan.routers[-1]]

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 
 from graphs.interface import ROUTE_NODES, is_answer
-from graphs.manager import build_manager_graph
-from nodes.models import ModelProvider
 from nodes.run_context import RouterMode, RunContext
 
 
@@ -44,14 +41,9 @@ class PromptRecorder(BaseCallbackHandler):
 
 @dataclass
 class Harness:
-    """The manager on one provider and checkpointer, with the calls the suites make."""
+    """The service's manager graph, with the calls the suites make."""
 
-    provider: ModelProvider
-    checkpointer: BaseCheckpointSaver[Any]
-    graph: CompiledStateGraph[Any, RunContext, Any, Any] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.graph = build_manager_graph(provider=self.provider, checkpointer=self.checkpointer)
+    graph: CompiledStateGraph[Any, RunContext, Any, Any]
 
     @staticmethod
     def _config(thread_id: str, *callbacks: BaseCallbackHandler) -> RunnableConfig:

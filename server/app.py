@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -26,6 +27,8 @@ from server.settings import Settings
 from server.storage_outage import storage_unavailable
 from server.version import VERSION
 
+logger = logging.getLogger("alma.server")
+
 
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     # FastAPI's own handler echoes the input back, which fails on values JSON cannot
@@ -48,6 +51,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_services(settings) as services:
+            if not services.keys.required:
+                logger.warning(
+                    "authentication off: no ALMA_API_KEYS (development mode); every client "
+                    "is the owner 'local' and limits count per client address"
+                )
             app.state.services = services
             install_drain(services, settings.shutdown_grace_seconds)
             yield

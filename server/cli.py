@@ -14,26 +14,22 @@ import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 
-from langchain_core.runnables import RunnableConfig
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 from websockets.exceptions import InvalidHandshake, InvalidURI
 
 from graphs.interface import ROUTE_NODES
-from graphs.manager import build_manager_graph
-from memory.factory import RedisUnavailableError, open_memory
-from memory.settings import MemorySettings
+from memory.factory import RedisUnavailableError
 from nodes.errors import AlmaError
-from nodes.models import ModelProvider, ModelSettings
 from nodes.run_context import RunContext
 from server.auth import LOCAL_OWNER, new_key
 from server.client import CommandError, open_thread
 from server.logs import configure_logging
 from server.metrics import MULTIPROC_ENV
+from server.refusals import Refused
+from server.services import open_services
 from server.settings import Settings, describe_errors, example_env, show_settings
-from server.terminal import Style, render_remote_run, render_run
-from server.thread_records import ThreadTakenError, open_threads
-from server.validation import title_of
+from server.terminal import Style, render_engine_run, render_remote_run
 
 logger = logging.getLogger("alma")
 
@@ -152,7 +148,7 @@ def _metrics_directory(workers: int) -> Iterator[None]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-async def _chat(args: argparse.Namespace) -> int:
+async def _chat(args: argparse.Namespace, settings: Settings) -> int:
     context = RunContext(
         router=args.router, route=args.route, refine=args.refine, max_plan_steps=args.max_steps
     )
@@ -161,36 +157,19 @@ async def _chat(args: argparse.Namespace) -> int:
     messages: Iterable[str] = [args.message] if args.message else _read_messages(style)
     if args.url:
         return await _chat_remote(args.url, messages, thread_id, context, style)
-    provider = ModelProvider.from_settings(ModelSettings())
-    logger.info("model provider: %s", provider.description)
-    config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
-    memory_settings = MemorySettings()
     status = 0
-    try:
-        async with open_memory(memory_settings) as memory:
-            graph = build_manager_graph(
-                provider=provider,
-                checkpointer=memory.checkpointer,
-                cache=memory.cache,
-                cache_ttl=memory.cache_ttl,
-            )
-            # The thread joins the owner's conversations, as a run through the server
-            # would, so the page lists it.
-            threads = open_threads(memory.redis, keys=memory.keys, ttl=memory_settings.ttl_seconds)
-            for message in messages:
-                title = title_of([{"role": "user", "content": message}])
-                try:
-                    await threads.record_turn(thread_id, args.owner, title)
-                except ThreadTakenError:
-                    print(f"alma: thread {thread_id} belongs to another owner", file=sys.stderr)
-                    return 1
-                await threads.run_created(thread_id)
-                report = await render_run(
-                    graph, message, config=config, context=context, style=style
-                )
-                status = 1 if report.error else status
-    finally:
-        await provider.aclose()
+    # The terminal runs on the service's own parts, built as `alma serve` builds them.
+    async with open_services(settings) as services:
+        for message in messages:
+            try:
+                report = await render_engine_run(
+                    services, message, thread_id=thread_id, owner=args.owner,
+                    context=context, style=style,
+                )  # fmt: skip
+            except Refused as exc:
+                print(f"alma: the run was refused: {exc.message}", file=sys.stderr)
+                return 1
+            status = 1 if report.error else status
     return status
 
 
@@ -252,6 +231,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verbose:
             setup = dataclasses.replace(setup, level="debug", libraries_level=None)
         configure_logging(setup)
+        if args.command == "chat" and not args.verbose:
+            # The terminal prints each run itself; the engine's line per run would repeat it.
+            logging.getLogger("alma.engine").setLevel(logging.WARNING)
         if args.command == "serve":
             return _serve(args, settings)
         if args.command == "config":
@@ -262,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"key (give to {args.owner}; it is not stored anywhere): {key}")
             print(f"add to ALMA_API_KEYS: {entry}")
             return 0
-        return asyncio.run(_chat(args))
+        return asyncio.run(_chat(args, settings))
     except ValidationError as exc:
         for line in describe_errors(exc):
             print(f"alma: {line}", file=sys.stderr)

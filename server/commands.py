@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 
 from server.auth import Principal
 from server.broker import SlowConsumerError, Subscription
-from server.engine import NO_ACTIVE_RUN
+from server.engine import NO_ACTIVE_RUN, StartRequest
 from server.events import Logged, to_wire
 from server.limits import Verdict
 from server.protocol import (
@@ -33,7 +33,7 @@ from server.protocol import (
 )
 from server.refusals import Refusal, Refused
 from server.services import Services
-from server.validation import check_run_input, check_thread_id, describe_invalid, title_of
+from server.validation import INPUT_SHAPE, check_thread_id, describe_invalid
 
 Send = Callable[[bytes], Awaitable[None]]
 """Sends one encoded JSON message to the client."""
@@ -107,22 +107,6 @@ async def execute(
     return success(command.id, result)
 
 
-async def authorize(services: Services, thread_id: str, principal: Principal) -> None:
-    """Make the thread the caller's, claiming it if nobody owns it yet.
-
-    Only a run start that passed its checks claims: a refused start, a read or a
-    subscription leaves the id free.
-
-    Raises:
-        Refused: `NOT_FOUND` when another owner holds the thread. The
-            answer names no owner; reads and cancels on such a thread answer as on a
-            thread that does not exist.
-    """
-    owner = await services.owners.claim(thread_id, principal.owner)
-    if owner != principal.owner:
-        raise Refused(Refusal.NOT_FOUND, f"no run can start on thread {thread_id} with this key")
-
-
 async def owned_events(
     services: Services, subscription: Subscription, owner: str, *, owned: bool
 ) -> AsyncIterator[Logged]:
@@ -158,44 +142,17 @@ async def _dispatch(
     """
     method = command.method
     foreign = owner is not None and owner != principal.owner
-    settings = services.settings
     if method == "run.start":
         params = _params(RunStartParams, command.params)
-        params.input = check_run_input(
-            params.input,
-            max_messages=settings.max_messages,
-            max_chars=settings.max_message_chars,
-        )
-        verdict = await services.limits.start_run(principal.limit_key)
-        if verdicts is not None:
-            verdicts.append(verdict)
-        if not verdict.allowed:
-            raise Refused(
-                Refusal.LIMITED,
-                verdict.explain(principal.owner),
-                retry_after=verdict.retry_after,
-            )
-        context = services.runs.check(params)
-        await authorize(services, thread_id, principal)
-        run = await services.runs.start(
-            thread_id, params, limit_key=principal.limit_key, owner=principal.owner,
-            context=context,
+        if params.input is None:
+            raise Refused(Refusal.INVALID, INPUT_SHAPE)
+        request = StartRequest(
+            owner=principal.owner, limit_key=principal.limit_key, thread_id=thread_id,
+            assistant_id=params.assistant_id, input=params.input, config=params.config,
+            metadata=params.metadata, context=params.context,
+            multitask_strategy=params.multitask_strategy,
         )  # fmt: skip
-        messages = params.input["messages"]
-        logger.info(
-            "run %s started on thread %s by %s (%d messages)",
-            run.run_id,
-            thread_id,
-            principal.owner,
-            len(messages),
-            extra={"run_id": run.run_id, "thread_id": thread_id, "owner": principal.owner},
-        )
-        if settings.log_content:
-            # Prompts reach the logs only when ALMA_LOG_CONTENT asks for it.
-            logger.info("run %s input: %s", run.run_id, messages)
-        with contextlib.suppress(Exception):
-            # The owner's list of conversations is a convenience: it never fails a run.
-            await services.owners.remember(principal.owner, thread_id, title_of(messages))
+        run = await services.starter.start(request, verdicts)
         if connection is not None and params.on_disconnect == "cancel":
             connection.cancel_on_close.add(run.run_id)
         return {"run_id": run.run_id}

@@ -78,7 +78,7 @@ async def require_own_thread(services: Services, thread_id: str, owner: str) -> 
 
 def http_refusal(exc: Refused) -> HTTPException:
     """A refusal of the service as the LangGraph API answers it."""
-    return HTTPException(exc.http_status, exc.message)
+    return HTTPException(exc.http_status, exc.message, headers=exc.headers or None)
 
 
 def operator_endpoint(name: str) -> Callable[[Request, Services], None]:

@@ -43,10 +43,19 @@ _WIRE: dict[Refusal, tuple[ProtocolCode, int]] = {
 class Refused(Exception):
     """A request the service will not carry out, with why and in words a client can act on."""
 
-    def __init__(self, reason: Refusal, message: str, **details: Any) -> None:
+    def __init__(
+        self,
+        reason: Refusal,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+        **details: Any,
+    ) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        self.headers = headers or {}
+        """HTTP headers of the refusal (a rate limit's `Retry-After` and `RateLimit-*`)."""
         self.details = details
         """Extra fields for a protocol answer (e.g. `retry_after` of a rate limit)."""
 

@@ -32,7 +32,7 @@ from server.coordination import (
     RedisRunLeases,
     RunLeases,
 )
-from server.engine import RunManager
+from server.engine import RunManager, RunStarter
 from server.event_log import EventLog, MemoryEventLog, RedisEventLog
 from server.limits import RateLimits
 from server.metrics import ComponentState, ResourceSampler, process_ended
@@ -61,6 +61,8 @@ class Services:
     leases: RunLeases
     control: Control
     runs: RunManager
+    starter: RunStarter
+    """The one way every wire format starts a run."""
     run_records: RunRecords
     keys: KeyRing
     owners: ThreadOwners
@@ -116,9 +118,13 @@ def _stores(settings: Settings, memory: Memory) -> _Stores:
     )
 
 
-def _graph(
+def service_graph(
     provider: ModelProvider, memory: Memory
 ) -> CompiledStateGraph[Any, RunContext, Any, Any]:
+    """The manager graph as the service runs it: its checkpointer timed and stamped.
+
+    The evaluations measure this graph, not one assembled apart.
+    """
     saver = memory.checkpointer
     return build_manager_graph(
         provider=provider,
@@ -154,16 +160,6 @@ def _observability(settings: Settings) -> Observability:
     return Observability(prices=PriceTable(settings.model_prices), tracing=tracing)
 
 
-def _key_ring(settings: Settings) -> KeyRing:
-    keys = KeyRing(settings.key_owners())
-    if not keys.required:
-        logger.warning(
-            "authentication off: no ALMA_API_KEYS (development mode); every client "
-            "is the owner 'local' and limits count per client address"
-        )
-    return keys
-
-
 @asynccontextmanager
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
     """Build the service's parts, and take them down in order (runs drained first)."""
@@ -171,7 +167,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     level = logging.WARNING if provider.is_simulated else logging.INFO
     logger.log(level, "model provider: %s", provider.description)
     async with open_memory(settings) as memory:
-        graph = _graph(provider, memory)
+        graph = service_graph(provider, memory)
         stores = _stores(settings, memory)
         threads = open_threads(memory.redis, keys=memory.keys, ttl=settings.ttl_seconds)
         limits = _limits(settings, memory)
@@ -209,8 +205,16 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             leases=stores.leases,
             control=stores.control,
             runs=runs,
+            starter=RunStarter(
+                runs=runs,
+                owners=threads.owners,
+                limits=limits,
+                max_messages=settings.max_messages,
+                max_chars=settings.max_message_chars,
+                log_content=settings.log_content,
+            ),  # fmt: skip
             run_records=stores.run_records,
-            keys=_key_ring(settings),
+            keys=KeyRing(settings.key_owners()),
             owners=threads.owners,
             threads=threads,
             limits=limits,

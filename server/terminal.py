@@ -1,21 +1,27 @@
-"""Render one run of the manager graph to a terminal while it streams."""
+"""Render one run of the manager graph to a terminal while it streams.
+
+The terminal is a wire format like the others: a run starts through the engine (in
+this process, or on a server over the agent protocol) and its protocol events are
+printed as they come.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Container, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from langchain_core.messages import AIMessageChunk
-from langchain_core.runnables import RunnableConfig
-from langgraph.graph.state import CompiledStateGraph
-
 from graphs.interface import is_answer, is_draft, is_note
 from nodes.run_context import RunContext
+from server.assistants import MANAGER_ASSISTANT_ID
 from server.client import ProtocolClient
+from server.engine import StartRequest
+from server.events import is_terminal
+from server.protocol import SubscribeParams
+from server.services import Services
 
 
 @dataclass
@@ -57,23 +63,6 @@ class RunReport:
         """The run's error, if it failed."""
         error: dict[str, Any] | None = self.state.get("error")
         return error
-
-
-async def _stream(
-    graph: CompiledStateGraph[Any, RunContext, Any, Any],
-    message: str,
-    *,
-    config: RunnableConfig,
-    context: RunContext,
-) -> AsyncIterator[tuple[tuple[str, ...], str, Any]]:
-    async for namespace, mode, data in graph.astream(
-        {"messages": [("user", message)]},
-        config,
-        context=context,
-        stream_mode=["messages", "updates", "custom"],
-        subgraphs=True,
-    ):
-        yield tuple(namespace), str(mode), data
 
 
 class RunPrinter:
@@ -152,29 +141,40 @@ def _printer(
     return RunPrinter(RunReport(thread_id=thread_id), out, style, refining=context.refine)
 
 
-async def render_run(
-    graph: CompiledStateGraph[Any, RunContext, Any, Any],
+async def render_engine_run(
+    services: Services,
     message: str,
     *,
-    config: RunnableConfig,
+    thread_id: str,
+    owner: str,
     context: RunContext,
     out: TextIO | None = None,
     style: Style | None = None,
 ) -> RunReport:
-    """Run the graph on `message`, printing route, progress, tokens and usage as they come."""
-    printer = _printer(config.get("configurable", {}).get("thread_id"), context, out, style)
-    async for namespace, mode, data in _stream(graph, message, config=config, context=context):
-        if mode == "messages":
-            chunk, metadata = data
-            if isinstance(chunk, AIMessageChunk):
-                printer.token(metadata.get("langgraph_node"), chunk.text)
-        elif mode == "custom":
-            printer.progress(data)
-        elif mode == "updates" and not namespace:
-            for update in data.values():
-                printer.update(update)
-    snapshot = await graph.aget_state(config) if graph.checkpointer else None
-    return printer.finish(dict(snapshot.values) if snapshot else {})
+    """Run `message` on this process's engine, printing it as a server's run is printed.
+
+    The run starts as every run starts (`RunStarter`): the thread becomes `owner`'s and
+    joins their conversations, and its events are the agent protocol's, read from the
+    engine's own fan-out.
+
+    Raises:
+        Refused: when the run may not start (another owner's thread, a limit).
+    """
+    printer = _printer(thread_id, context, out, style)
+    request = StartRequest(
+        owner=owner, limit_key=owner, thread_id=thread_id, assistant_id=MANAGER_ASSISTANT_ID,
+        input={"messages": [{"role": "user", "content": message}]},
+        context=dataclasses.asdict(context),
+    )  # fmt: skip
+    run = await services.starter.start(request)
+    wanted = SubscribeParams(channels=list(_SHOWN), since=run.record.first_seq - 1)
+    subscription = await services.broker.subscribe(thread_id, wanted)
+    try:
+        ending = await _show_events(printer, subscription.events(), {run.run_id})
+    finally:
+        services.broker.unsubscribe(subscription)
+    snapshot = await services.graph.aget_state({"configurable": {"thread_id": thread_id}})
+    return printer.finish(_with_ending(dict(snapshot.values), ending))
 
 
 async def render_remote_run(
@@ -186,17 +186,34 @@ async def render_remote_run(
     out: TextIO | None = None,
     style: Style | None = None,
 ) -> RunReport:
-    """Start a run on a server over `client` and print it as `render_run` does."""
+    """Start a run on a server over `client` and print it as `render_engine_run` does."""
     printer = _printer(thread_id, context, out, style)
-    await client.subscribe("lifecycle", "messages", "updates", "custom")
+    await client.subscribe(*_SHOWN)
     await client.start(message, context=dataclasses.asdict(context))
-    ending: dict[str, Any] = {}
+    ending = await _show_events(printer, _events_of(client), client.started)
+    state = (await client.call("state.get")).get("values") or {}
+    return printer.finish(_with_ending(state, ending))
+
+
+_SHOWN = ("lifecycle", "messages", "updates", "custom")
+"""The protocol channels a terminal shows."""
+
+
+async def _events_of(client: ProtocolClient) -> AsyncIterator[dict[str, Any]]:
     while True:
         event = await client.next_event(timeout=None)
         if event is None:
             raise ConnectionError(
                 f"the server closed the stream ({client.close_code}: {client.close_reason})"
             )
+        yield event
+
+
+async def _show_events(
+    printer: RunPrinter, events: AsyncIterator[Mapping[str, Any]], runs: Container[str]
+) -> dict[str, Any]:
+    """Print protocol events until one of `runs` ends; its terminal event's data."""
+    async for event in events:
         params, data = event["params"], event["params"]["data"]
         if event["method"] == "messages" and data.get("event") == "content-block-delta":
             delta = data.get("delta") or {}
@@ -206,14 +223,16 @@ async def render_remote_run(
             printer.progress(data.get("payload"))
         elif event["method"] == "updates" and not params.get("namespace"):
             printer.update(data.get("values"))
-        elif client.ends_run(event):
-            ending = data
-            break
-    state = (await client.call("state.get")).get("values") or {}
+        elif is_terminal(event) and data.get("run_id") in runs:
+            return dict(data)
+    raise ConnectionError("the run's events ended before the run did")
+
+
+def _with_ending(state: dict[str, Any], ending: dict[str, Any]) -> dict[str, Any]:
     if ending.get("event") == "failed" and not state.get("error"):
         # Ended by the server (cancelled, storage lost), not by the graph.
         state["error"] = {"code": ending.get("code"), "message": ending.get("error")}
-    return printer.finish(state)
+    return state
 
 
 def _show_route(decision: dict[str, Any], out: TextIO, style: Style) -> None:

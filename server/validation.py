@@ -50,6 +50,10 @@ def check_thread_id(thread_id: str) -> None:
         )
 
 
+INPUT_SHAPE = 'input must be {"messages": [...]} and nothing else'
+"""Why a run input was refused for its shape."""
+
+
 def check_run_input(value: Any, *, max_messages: int, max_chars: int) -> dict[str, Any]:
     """The run input `{"messages": [...]}`, validated and its text normalised.
 
@@ -57,7 +61,7 @@ def check_run_input(value: Any, *, max_messages: int, max_chars: int) -> dict[st
         Refused: `INVALID`, naming the field and, for a size, the limit.
     """
     if not isinstance(value, dict) or set(value) != {"messages"}:
-        raise Refused(Refusal.INVALID, 'input must be {"messages": [...]} and nothing else')
+        raise Refused(Refusal.INVALID, INPUT_SHAPE)
     messages = value["messages"]
     if not isinstance(messages, list) or not messages:
         raise Refused(Refusal.INVALID, "input.messages must be a non-empty list")

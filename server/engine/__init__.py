@@ -5,6 +5,7 @@ agent protocol, `server.routes` for the LangGraph API) call it and render its ev
 """
 
 from server.engine.manager import RunManager
-from server.engine.run import NO_ACTIVE_RUN, ApiRun, Run
+from server.engine.run import NO_ACTIVE_RUN, ApiRun, Run, StartRequest
+from server.engine.starting import RunStarter
 
-__all__ = ["NO_ACTIVE_RUN", "ApiRun", "Run", "RunManager"]
+__all__ = ["NO_ACTIVE_RUN", "ApiRun", "Run", "RunManager", "RunStarter", "StartRequest"]

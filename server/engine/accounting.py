@@ -13,7 +13,7 @@ from server.engine.run import Run
 from server.observer import RunObserver
 from server.tracing import Tracing
 
-logger = logging.getLogger("alma.server")
+logger = logging.getLogger("alma.engine")
 
 
 async def account(

@@ -11,7 +11,7 @@ from server.broker import Broker
 from server.event_log import EventLog
 from server.events import Logged, numbered
 
-logger = logging.getLogger("alma.server")
+logger = logging.getLogger("alma.engine")
 
 
 class Emitter:

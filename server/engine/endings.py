@@ -23,7 +23,7 @@ from server.event_log import EventLog
 from server.events import is_terminal, lifecycle, numbered
 from server.run_records import RunRecord, RunRecords
 
-logger = logging.getLogger("alma.server")
+logger = logging.getLogger("alma.engine")
 
 
 class RunEndings:

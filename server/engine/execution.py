@@ -10,9 +10,11 @@ import asyncio
 import contextlib
 import logging
 import uuid
+import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from langchain_core._api import LangChainBetaWarning
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.stream.transformers import CustomTransformer, UpdatesTransformer
@@ -43,10 +45,15 @@ from server.engine.run import (
 from server.event_log import EventLog
 from server.events import from_graph, lifecycle
 from server.observer import Observability, RunObserver
-from server.protocol import RunStartParams
-from server.run_records import RunRecord, RunRecords
+from server.run_records import RunRecords
 
-logger = logging.getLogger("alma.server")
+logger = logging.getLogger("alma.engine")
+
+# ALMA streams with LangGraph's v3 events on purpose (the agent protocol is built on
+# them); the notice that they are experimental would repeat on every run's log.
+warnings.filterwarnings(
+    "ignore", message="The v3 streaming protocol", category=LangChainBetaWarning
+)
 
 
 class RunExecution:
@@ -82,9 +89,7 @@ class RunExecution:
         self,
         run: Run,
         active: ActiveRun,
-        params: RunStartParams,
         context: RunContext,
-        record: RunRecord,
     ) -> None:
         """Stream the graph for `run`, then log, account for and record how it ended.
 
@@ -97,11 +102,11 @@ class RunExecution:
         renewer = asyncio.create_task(self._keep_lease(run.thread_id, active))
         observe = self.observability
         observer = RunObserver(observe.prices, observe.model, on_task=emitter.emit_soon)
-        config = self._config(run, params, observer)
+        config = self._config(run, observer)
         metrics.RUNS_STARTED.inc()
         metrics.RUNS_ACTIVE.inc()
         try:
-            terminal = await self._stream(run, params, config, context, emitter)
+            terminal = await self._stream(run, config, context, emitter)
         finally:
             run.winding_down = True
             renewer.cancel()
@@ -113,18 +118,22 @@ class RunExecution:
         await emitter.close()
         if emitter.storage_error is not None:
             self.endings.unlogged(run.thread_id, terminal)
-        await self._record_end(run, record, terminal)
+        await self._record_end(run, terminal)
 
-    def _config(self, run: Run, params: RunStartParams, observer: RunObserver) -> RunnableConfig:
+    def _config(self, run: Run, observer: RunObserver) -> RunnableConfig:
         observe = self.observability
-        ids = {"thread_id": run.thread_id, "run_id": run.run_id, "owner": run.owner or "",
+        request = run.request
+        ids = {"thread_id": run.thread_id, "run_id": run.run_id, "owner": request.owner,
                "alma_version": observe.version, "graph_id": GRAPH_ID,
                "assistant_id": MANAGER_ASSISTANT_ID, "created_by": "system"}  # fmt: skip
         tags = ["alma", f"alma:{observe.version}"]
         tracer = observe.tracing.tracer(tags=tags, metadata=ids)
         return {
-            "configurable": {**mirrored(run, params), **fork_point(run.api)},
-            "metadata": {**params.metadata, **ids},
+            "configurable": {
+                **mirrored(request, run.run_id, run.thread_id),
+                **fork_point(request),
+            },
+            "metadata": {**request.metadata, **ids},
             "tags": tags,
             "run_id": uuid.UUID(run.run_id),
             "callbacks": [observer] if tracer is None else [observer, tracer],
@@ -133,7 +142,6 @@ class RunExecution:
     async def _stream(
         self,
         run: Run,
-        params: RunStartParams,
         config: RunnableConfig,
         context: RunContext,
         emitter: Emitter,
@@ -141,10 +149,11 @@ class RunExecution:
         """Stream the graph in the run's wire format; the run's terminal event."""
         try:
             await emitter.emit(lifecycle("running", run_id=run.run_id))
-            if run.api is None:
-                await self._stream_protocol(run, params, config, context, emitter)
+            api = run.request.api
+            if api is None:
+                await self._stream_protocol(run, config, context, emitter)
             else:
-                await self._stream_api(run, run.api, params, config, context, emitter)
+                await self._stream_api(run, api, config, context, emitter)
             run.winding_down = True
             state = await self.graph.aget_state({"configurable": {"thread_id": run.thread_id}})
             outcome = outcome_of(state.values)
@@ -176,13 +185,12 @@ class RunExecution:
     async def _stream_protocol(
         self,
         run: Run,
-        params: RunStartParams,
         config: RunnableConfig,
         context: RunContext,
         emitter: Emitter,
     ) -> None:
         stream = await self.graph.astream_events(
-            params.input,
+            run.request.input,
             config,
             version="v3",
             context=context,
@@ -198,13 +206,13 @@ class RunExecution:
         self,
         run: Run,
         api: ApiRun,
-        params: RunStartParams,
         config: RunnableConfig,
         context: RunContext,
         emitter: Emitter,
     ) -> None:
         await emitter.emit(api_event("metadata", {"run_id": run.run_id, "attempt": 1}))
-        graph_input = Command(**api.command) if api.command else params.input
+        command = run.request.command
+        graph_input = Command(**command) if command else run.request.input
         async for name, data in api_events(
             self.graph, graph_input, config, modes=api.modes, subgraphs=api.subgraphs,
             context=context, interrupt_before=api.interrupt_before,
@@ -214,7 +222,8 @@ class RunExecution:
             note_api_message(run.progress, event)
             await emitter.emit(event)
 
-    async def _record_end(self, run: Run, record: RunRecord, terminal: dict[str, Any]) -> None:
+    async def _record_end(self, run: Run, terminal: dict[str, Any]) -> None:
+        record = run.record
         with contextlib.suppress(RedisError, OSError):
             if run.rollback:
                 # Rolled back: as if it never ran — its checkpoints and record go.
@@ -229,10 +238,10 @@ class RunExecution:
             await self.records.put(record)
 
     async def _charge(self, run: Run, tokens: int) -> None:
-        if self.spend_tokens is None or run.limit_key is None or tokens <= 0:
+        if self.spend_tokens is None or tokens <= 0:
             return
         try:
-            await self.spend_tokens(run.limit_key, tokens)
+            await self.spend_tokens(run.request.limit_key, tokens)
         except Exception:
             # A budget that cannot be charged must not fail an answer already given.
             logger.exception("could not charge %d tokens of run %s", tokens, run.run_id)

@@ -27,21 +27,15 @@ from server.coordination import ActiveRun, Control, RunLeases
 from server.engine.admission import ThreadAdmission
 from server.engine.endings import RunEndings
 from server.engine.execution import RunExecution
-from server.engine.run import (
-    NO_ACTIVE_RUN,
-    ApiRun,
-    Run,
-    recorded,
-)
+from server.engine.run import NO_ACTIVE_RUN, Run, StartRequest, recorded
 from server.event_log import EventLog
 from server.logs import bound
 from server.observer import Observability
-from server.protocol import RunStartParams
 from server.refusals import Refusal, Refused
 from server.run_records import MemoryRunRecords, RunRecord, RunRecords
 from server.validation import describe_invalid
 
-logger = logging.getLogger("alma.server")
+logger = logging.getLogger("alma.engine")
 
 _CONTEXT_FIELDS = frozenset(f.name for f in dataclasses.fields(RunContext))
 _RUN_CONTEXT = TypeAdapter(RunContext)
@@ -126,20 +120,13 @@ class RunManager:
     # -- start ---------------------------------------------------------------------------
 
     async def start(
-        self,
-        thread_id: str,
-        params: RunStartParams,
-        *,
-        limit_key: str | None = None,
-        owner: str | None = None,
-        api: ApiRun | None = None,
-        record_kwargs: dict[str, Any] | None = None,
-        context: RunContext | None = None,
+        self, thread_id: str, request: StartRequest, context: RunContext | None = None
     ) -> Run:
-        """Start a run on a thread, honouring its multitask strategy.
+        """Start `request`'s run on `thread_id`, honouring its multitask strategy.
 
-        A protocol run (`api` None) waits here for a busy thread. An API run returns at
-        once, `pending`, and waits in the background (`enqueue`, `interrupt`,
+        A run that finds its thread free is recorded once, `running`. On a busy thread
+        it is recorded `pending`: a protocol run (`api` None) waits here; an API run
+        returns at once and waits in the background (`enqueue`, `interrupt`,
         `rollback`), as LangGraph's API does; `reject` is refused here either way.
 
         Raises:
@@ -151,45 +138,46 @@ class RunManager:
                 Refusal.SHUTTING_DOWN, "the server is shutting down; start the run on another one"
             )
         # Callers that checked the request already (to claim its thread) pass what they got.
-        context = context or self.check(params)
+        context = context or self.check(request)
+        metadata = request.metadata
         if self._on_start is not None:
             with contextlib.suppress(RedisError, OSError):
                 # As on LangGraph's server, a run's metadata (and so its checkpoints')
                 # starts from its thread's, and the request's own keys win.
-                params.metadata = {**await self._on_start(thread_id), **params.metadata}
-        run = Run(
-            run_id=str(uuid.uuid4()), thread_id=thread_id, limit_key=limit_key, owner=owner,
-            api=api,
-        )  # fmt: skip
+                metadata = {**await self._on_start(thread_id), **metadata}
+        request = dataclasses.replace(request, metadata=metadata)
+        run_id = str(uuid.uuid4())
+        shown = {"created_by": "system", **metadata, "graph_id": GRAPH_ID,
+                 "assistant_id": MANAGER_ASSISTANT_ID}  # fmt: skip
         record = RunRecord(
-            run_id=run.run_id, thread_id=thread_id, assistant_id=MANAGER_ASSISTANT_ID,
-            metadata={"created_by": "system", **params.metadata, "graph_id": GRAPH_ID,
-                      "assistant_id": MANAGER_ASSISTANT_ID},
-            kwargs=recorded(record_kwargs or {}, run, params),
-            multitask_strategy=params.multitask_strategy,
+            run_id=run_id, thread_id=thread_id, assistant_id=MANAGER_ASSISTANT_ID,
+            metadata=shown, kwargs=recorded(request, run_id, thread_id, shown),
+            multitask_strategy=request.multitask_strategy,
         )  # fmt: skip
+        run = Run(run_id=run_id, thread_id=thread_id, request=request, record=record)
+        strategy = request.multitask_strategy
+        if await self.admission.try_take(thread_id, run_id, strategy):
+            return await self._begin(run, context)
+        # Busy: the run waits, listed among the thread's runs as `pending`.
         await self.records.put(record)
-        strategy = params.multitask_strategy
+        if request.api is not None:
+            self.runs[run_id] = run
+            run.task = asyncio.create_task(self._queued(run, context))
+            return run
         try:
-            if api is None:
-                await self.admission.take(thread_id, run.run_id, strategy)
-            elif not await self.admission.try_take(thread_id, run.run_id, strategy):
-                self.runs[run.run_id] = run
-                run.task = asyncio.create_task(self._queued(run, record, params, context))
-                return run
+            await self.admission.take(thread_id, run_id, strategy)
         except BaseException:
-            # Refused (a busy thread under `reject`) or abandoned: a run that never
-            # began is not one of the thread's runs.
-            await asyncio.shield(self.records.delete(thread_id, run.run_id))
+            # Refused (still busy) or abandoned: a run that never began is not one of
+            # the thread's runs.
+            await asyncio.shield(self.records.delete(thread_id, run_id))
             raise
-        return await self._begin(run, record, params, context)
+        return await self._begin(run, context)
 
-    async def _queued(
-        self, run: Run, record: RunRecord, params: RunStartParams, context: RunContext
-    ) -> None:
+    async def _queued(self, run: Run, context: RunContext) -> None:
         # An API run waiting for its thread; cancelling it here ends it before it began.
+        record = run.record
         try:
-            await self.admission.take(run.thread_id, run.run_id, params.multitask_strategy)
+            await self.admission.take(run.thread_id, run.run_id, run.request.multitask_strategy)
         except asyncio.CancelledError:
             self.runs.pop(run.run_id, None)
             if run.rollback:
@@ -204,12 +192,10 @@ class RunManager:
             record.error = {"error": exc.protocol_code, "message": exc.message}
             await self.records.put(record)
             return
-        await self._begin(run, record, params, context)
+        await self._begin(run, context)
 
-    async def _begin(
-        self, run: Run, record: RunRecord, params: RunStartParams, context: RunContext
-    ) -> Run:
-        thread_id = run.thread_id
+    async def _begin(self, run: Run, context: RunContext) -> Run:
+        thread_id, record = run.thread_id, run.record
         try:
             first_seq = await self.endings.end_unfinished(thread_id) + 1
             active = ActiveRun(run_id=run.run_id, owner=self.owner, first_seq=first_seq)
@@ -222,8 +208,8 @@ class RunManager:
         record.status, record.first_seq = "running", first_seq
         with contextlib.suppress(RedisError, OSError):
             await self.records.put(record)
-        with bound(run_id=run.run_id, thread_id=thread_id, owner=run.owner):
-            run.task = asyncio.create_task(self._execute(run, active, params, context, record))
+        with bound(run_id=run.run_id, thread_id=thread_id, owner=run.request.owner):
+            run.task = asyncio.create_task(self._execute(run, active, context))
         with contextlib.suppress(Exception):
             await self.control.publish(
                 {"kind": "started", "thread_id": thread_id, "first_seq": first_seq,
@@ -231,23 +217,23 @@ class RunManager:
             )  # fmt: skip
         return run
 
-    def check(self, params: RunStartParams) -> RunContext:
+    def check(self, request: StartRequest) -> RunContext:
         """The run's context, once its assistant and context are known to be good.
 
         Raises:
             Refused: `INVALID`, naming what is wrong.
         """
-        if resolve_assistant(params.assistant_id) is None:
+        if resolve_assistant(request.assistant_id) is None:
             raise Refused(
                 Refusal.INVALID,
-                f"unknown assistant_id {params.assistant_id!r}; this server runs 'manager'",
+                f"unknown assistant_id {request.assistant_id!r}; this server runs 'manager'",
             )
-        return self._context(params)
+        return self._context(request)
 
-    def _context(self, params: RunStartParams) -> RunContext:
-        configurable = params.config.get("configurable") or {}
+    def _context(self, request: StartRequest) -> RunContext:
+        configurable = request.config.get("configurable") or {}
         chosen = {k: v for k, v in configurable.items() if k in _CONTEXT_FIELDS}
-        chosen.update(params.context)
+        chosen.update(request.context)
         unknown = set(chosen) - _CONTEXT_FIELDS
         if unknown:
             raise Refused(
@@ -262,22 +248,15 @@ class RunManager:
 
     # -- execute -------------------------------------------------------------------------
 
-    async def _execute(
-        self,
-        run: Run,
-        active: ActiveRun,
-        params: RunStartParams,
-        context: RunContext,
-        record: RunRecord,
-    ) -> None:
+    async def _execute(self, run: Run, active: ActiveRun, context: RunContext) -> None:
         try:
-            await self.execution.execute(run, active, params, context, record)
+            await self.execution.execute(run, active, context)
         finally:
             self.runs.pop(run.run_id, None)
             with contextlib.suppress(RedisError, OSError):
                 await self.leases.release(run.thread_id, run.run_id)
             self.admission.held.discard(run.run_id)
-        if run.api is not None and run.api.temporary and self._on_temporary_end is not None:
+        if run.request.temporary and self._on_temporary_end is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self._on_temporary_end(run.thread_id)
 

@@ -11,11 +11,60 @@ from nodes.errors import ErrorCode
 from server.api_stream import api_wire
 from server.assistants import GRAPH_ID, MANAGER_ASSISTANT_ID
 from server.engine.progress import RunProgress
-from server.protocol import RunStartParams
-from server.run_records import RunStatus
+from server.run_records import RunRecord, RunStatus
 
 NO_ACTIVE_RUN = "the thread has no active run with that id"
 """The answer to a cancel of a run that is not running (or not the caller's)."""
+
+
+Strategy = Literal["reject", "enqueue", "interrupt", "rollback"]
+"""What a run does when its thread is busy with another."""
+
+
+@dataclass(frozen=True)
+class ApiRun:
+    """How a run started through LangGraph's API streams: its modes and breakpoints."""
+
+    modes: tuple[str, ...] = ("values",)
+    subgraphs: bool = False
+    interrupt_before: list[str] | Literal["*"] | None = None
+    interrupt_after: list[str] | Literal["*"] | None = None
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    """A run to start, as every wire format asks for one once it has read its request.
+
+    The adapters (agent protocol, LangGraph API, terminal) each turn their own request
+    into this; from here on a run is started, checked and owned one way.
+    """
+
+    owner: str
+    """Who starts it: the thread becomes theirs."""
+    limit_key: str
+    """Whose run and token limits it counts against."""
+    assistant_id: str
+    input: Any
+    """`{"messages": [...]}`, validated when the run starts; None resumes the thread."""
+    thread_id: str | None = None
+    """None: a new thread."""
+    command: dict[str, Any] | None = None
+    """LangGraph's `Command` (resume, update, goto) instead of an input."""
+    checkpoint: dict[str, Any] | None = None
+    """Fork from this checkpoint (`checkpoint_id`, `checkpoint_ns`) instead of the latest."""
+    config: dict[str, Any] = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    multitask_strategy: Strategy = "reject"
+    create_thread: bool = True
+    """A thread nobody owns may be started on (and becomes the caller's)."""
+    temporary: bool = False
+    """A stateless run: its thread is deleted when it ends."""
+    api: ApiRun | None = None
+    """Stream LangGraph's API modes (None: the agent protocol's events). An API run
+    returns at once, `pending`, when its thread is busy; a protocol run waits for it."""
+    record_kwargs: dict[str, Any] = field(default_factory=dict)
+    """What LangGraph's Run object lists as the run's `kwargs` (API runs)."""
 
 
 @dataclass(eq=False)
@@ -24,6 +73,10 @@ class Run:
 
     run_id: str
     thread_id: str
+    request: StartRequest
+    """What it was started with."""
+    record: RunRecord
+    """Its record as last written: `pending`, then `running` with its first `seq`."""
     task: asyncio.Task[None] | None = None
     cancelled: bool = False
     progress: RunProgress = field(default_factory=RunProgress)
@@ -31,28 +84,8 @@ class Run:
     winding_down: bool = False
     """The graph has stopped: the run is recording how it ended."""
     stopper: asyncio.Task[None] | None = None
-    limit_key: str | None = None
-    """Whose token budget the run's model calls are charged to."""
-    owner: str | None = None
-    api: ApiRun | None = None
-    """How a run started through LangGraph's API streams (None: the protocol's events)."""
     rollback: bool = False
     """Cancelled with `rollback`: its checkpoints and record go when it stops."""
-
-
-@dataclass(frozen=True)
-class ApiRun:
-    """The LangGraph API's options of a run: what it streams and where it starts."""
-
-    modes: tuple[str, ...] = ("values",)
-    subgraphs: bool = False
-    command: dict[str, Any] | None = None
-    checkpoint: dict[str, Any] | None = None
-    """Fork from this checkpoint (`checkpoint_id`, `checkpoint_ns`) instead of the latest."""
-    interrupt_before: list[str] | Literal["*"] | None = None
-    interrupt_after: list[str] | Literal["*"] | None = None
-    temporary: bool = False
-    """A stateless run: its thread is deleted when it ends."""
 
 
 def api_event(name: str, data: Any) -> dict[str, Any]:
@@ -88,35 +121,38 @@ def status_of(terminal: dict[str, Any]) -> RunStatus:
     return "interrupted" if data.get("code") == ErrorCode.CANCELLED else "error"
 
 
-def mirrored(run: Run, params: RunStartParams) -> dict[str, Any]:
+def mirrored(request: StartRequest, run_id: str, thread_id: str) -> dict[str, Any]:
     """The run's configurable: its ids and, for API runs, its context, as LangGraph has it.
 
     LangGraph's server mirrors a run's context into `configurable`, where checkpoints
     and debug events show it; ALMA's protocol runs keep just the thread.
     """
-    if run.api is None:
-        return {"thread_id": run.thread_id}
-    return {**params.context, "run_id": run.run_id, "thread_id": run.thread_id,
+    if request.api is None:
+        return {"thread_id": thread_id}
+    return {**request.context, "run_id": run_id, "thread_id": thread_id,
             "graph_id": GRAPH_ID, "assistant_id": MANAGER_ASSISTANT_ID}  # fmt: skip
 
 
-def recorded(kwargs: dict[str, Any], run: Run, params: RunStartParams) -> dict[str, Any]:
+def recorded(
+    request: StartRequest, run_id: str, thread_id: str, metadata: dict[str, Any]
+) -> dict[str, Any]:
     """What a run was started with, as LangGraph's Run object lists it."""
-    if not kwargs:
+    if not request.record_kwargs:
         return {}
-    config = dict(params.config)
-    config["configurable"] = {**(config.get("configurable") or {}), **mirrored(run, params)}
-    config["metadata"] = {"created_by": "system", **params.metadata, "graph_id": GRAPH_ID,
-                          "assistant_id": MANAGER_ASSISTANT_ID}  # fmt: skip
-    return {**kwargs, "config": config}
+    config = dict(request.config)
+    mirror = mirrored(request, run_id, thread_id)
+    config["configurable"] = {**(config.get("configurable") or {}), **mirror}
+    config["metadata"] = metadata
+    return {**request.record_kwargs, "config": config}
 
 
-def fork_point(api: ApiRun | None) -> dict[str, Any]:
-    """The checkpoint an API run starts from, if it names one."""
-    if api is None or not api.checkpoint or not api.checkpoint.get("checkpoint_id"):
+def fork_point(request: StartRequest) -> dict[str, Any]:
+    """The checkpoint a run starts from, if it names one."""
+    checkpoint = request.checkpoint
+    if not checkpoint or not checkpoint.get("checkpoint_id"):
         return {}
-    return {"checkpoint_id": api.checkpoint["checkpoint_id"],
-            "checkpoint_ns": api.checkpoint.get("checkpoint_ns") or ""}  # fmt: skip
+    return {"checkpoint_id": checkpoint["checkpoint_id"],
+            "checkpoint_ns": checkpoint.get("checkpoint_ns") or ""}  # fmt: skip
 
 
 def busy_message(thread_id: str, run_id: str) -> str:

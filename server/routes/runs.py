@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
@@ -29,18 +29,16 @@ from server.deps import (
     PrincipalDep,
     ServicesDep,
     ThreadId,
-    enforce,
     http_refusal,
     require_own_thread,
 )
-from server.engine import ApiRun
+from server.engine import ApiRun, StartRequest
 from server.events import dumps, is_terminal
-from server.protocol import RunStartParams, SubscribeParams
+from server.protocol import SubscribeParams
 from server.refusals import Refused
 from server.run_records import ACTIVE, RunRecord
 from server.services import Services
 from server.sse import HEADERS, frame, with_heartbeats
-from server.validation import check_run_input, title_of
 
 router = APIRouter(tags=["runs"])
 
@@ -135,7 +133,10 @@ async def _start(
     *,
     modes: tuple[str, ...] | None = None,
 ) -> RunRecord:
-    """Validate, check ownership and limits, and start the run; its record."""
+    """Read the request into the engine's start request, start the run; its record then.
+
+    A copy: the engine goes on updating its own as the run proceeds.
+    """
     if resolve_assistant(body.assistant_id) is None:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -147,57 +148,15 @@ async def _start(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             "webhook and after_seconds are not supported by this server",
         )
-    settings = services.settings
-    try:
-        graph_input = (
-            check_run_input(
-                body.input, max_messages=settings.max_messages, max_chars=settings.max_message_chars
-            )
-            if body.input is not None
-            else None
-        )
-    except Refused as exc:
-        raise http_refusal(exc) from exc
     temporary = thread_id is None and body.on_completion != "keep"
-    missing = HTTPException(status.HTTP_404_NOT_FOUND, "Thread or assistant not found.")
-    claim = thread_id is None
-    if thread_id is None:
-        thread_id = str(uuid.uuid4())
-    elif (owner := await services.owners.owner_of(thread_id)) != principal.owner:
-        # Another owner's thread is as missing as one nobody has; only the latter may
-        # be created here.
-        if body.if_not_exists != "create" or owner is not None:
-            raise missing
-        claim = True
-    enforce(await services.limits.start_run(principal.limit_key), principal.owner)
-    params = RunStartParams(
-        assistant_id=body.assistant_id,
-        input=graph_input,
-        config=body.config,
-        metadata=body.metadata,
-        context=body.context,
-        multitask_strategy=body.multitask_strategy,
-        on_disconnect=body.on_disconnect,
-    )
-    try:
-        context = services.runs.check(params)
-    except Refused as exc:
-        raise http_refusal(exc) from exc
-    # Only a run known to be valid and allowed takes a thread id: a refused one leaves
-    # it free for whoever it belongs to.
-    if claim and await services.owners.claim(thread_id, principal.owner) != principal.owner:
-        raise missing
     checkpoint = dict(body.checkpoint or {})
     if body.checkpoint_id:
         checkpoint["checkpoint_id"] = body.checkpoint_id
     api = ApiRun(
         modes=modes or body.modes,
         subgraphs=body.stream_subgraphs,
-        command=body.command.model_dump(exclude_unset=True) if body.command else None,
-        checkpoint=checkpoint or None,
         interrupt_before=body.interrupt_before,
         interrupt_after=body.interrupt_after,
-        temporary=temporary,
     )
     kwargs = body.model_dump(
         include={"input", "command", "context", "interrupt_before", "interrupt_after", "webhook"}
@@ -207,22 +166,20 @@ async def _start(
         "subgraphs": body.stream_subgraphs, "resumable": True, "checkpoint_during": True,
         "durability": "async",
     }  # fmt: skip
+    request = StartRequest(
+        owner=principal.owner, limit_key=principal.limit_key, thread_id=thread_id,
+        assistant_id=body.assistant_id, input=body.input,
+        command=body.command.model_dump(exclude_unset=True) if body.command else None,
+        checkpoint=checkpoint or None, config=body.config, context=body.context,
+        metadata=body.metadata, multitask_strategy=body.multitask_strategy,
+        create_thread=body.if_not_exists == "create", temporary=temporary, api=api,
+        record_kwargs=kwargs,
+    )  # fmt: skip
     try:
-        run = await services.runs.start(
-            thread_id, params, limit_key=principal.limit_key, owner=principal.owner, api=api,
-            record_kwargs=kwargs, context=context,
-        )  # fmt: skip
+        run = await services.starter.start(request)
     except Refused as exc:
         raise http_refusal(exc) from exc
-    if graph_input is not None:
-        with contextlib.suppress(Exception):  # the page's list is a convenience
-            await services.owners.remember(
-                principal.owner, thread_id, title_of(graph_input["messages"])
-            )
-    record = await services.run_records.get(thread_id, run.run_id)
-    if record is None:  # a run that already ended and was rolled back
-        raise HTTPException(status.HTTP_409_CONFLICT, "the run was rolled back")
-    return record
+    return dataclasses.replace(run.record)
 
 
 async def _owned_run(
@@ -276,6 +233,15 @@ async def _run_events(
                 return
     finally:
         services.broker.unsubscribe(subscription)
+
+
+def _start_of(record: RunRecord) -> int | None:
+    """Where a just-started run's stream begins: before its first event, once it has one.
+
+    A run still waiting for its thread has none yet: it is followed from now on, and its
+    frames begin at its own `running`.
+    """
+    return record.first_seq - 1 if record.first_seq else None
 
 
 def _wanted(name: str, modes: frozenset[str] | None) -> bool:
@@ -409,9 +375,8 @@ async def stream_run(
     thread_id: ThreadId, body: RunCreate, services: ServicesDep, principal: PrincipalDep
 ) -> StreamingResponse:
     """Start a run and stream it as Server-Sent Events in the modes asked for."""
-    since = await services.log.last_seq(thread_id)
     record = await _start(services, principal, thread_id, body)
-    frames = _frames(services, record, since, None)
+    frames = _frames(services, record, _start_of(record), None)
     return _sse(services, record, frames, cancel_on_disconnect=body.on_disconnect == "cancel")
 
 

@@ -1,5 +1,6 @@
 """A thread's status and state as LangGraph's server API shows them."""
 
+import asyncio
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -58,6 +59,9 @@ async def test_status_follows_the_lease_the_last_run_and_the_next_step() -> None
     cancelled = lifecycle("failed", run_id="r-2", error="stopped", code="cancelled")
     await services.log.append("t-1", [numbered(cancelled, 1)])
     assert (await read(services, "t-1"))["status"] == "idle"
+    # Event times are whole milliseconds and the thread tells "after" only past that
+    # rounding: the failure and the state written after it are apart by more than it.
+    await asyncio.sleep(0.003)
     failed = lifecycle("failed", run_id="r-3", error="provider down", code="provider_error")
     await services.log.append("t-1", [numbered(failed, 2)])
     thread = await read(services, "t-1")
@@ -67,6 +71,7 @@ async def test_status_follows_the_lease_the_last_run_and_the_next_step() -> None
     # A state written after the failure moves the thread on: here, to a pending route.
     decision = {"route": "creative", "confidence": 1.0, "reason": "asked", "decided_by": "test"}
     update = {"decision": decision}
+    await asyncio.sleep(0.003)
     await services.graph.aupdate_state(thread_config("t-1"), update, as_node="route")
     thread = await read(services, "t-1")
     assert (thread["status"], thread["error"]) == ("interrupted", None)
