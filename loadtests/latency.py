@@ -29,8 +29,8 @@ from typing import Any
 
 from loadtests.memory_bench import percentile
 from loadtests.processes import Server, StartError, alma_server, redis_target
-from server.client import open_thread
-from server.events import is_terminal
+from server.agent_protocol.client import open_thread
+from server.engine.events import is_terminal
 
 PROMPT = "Write a haiku about rivers"
 ANSWER_NODES = frozenset({"compose"})

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 import redis
 
 from loadtests.processes import alma_server, redis_target
-from server.client import open_thread
+from server.agent_protocol.client import open_thread
 
 PROMPTS = (
     "Write a short poem about autumn rain",

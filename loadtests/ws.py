@@ -16,8 +16,8 @@ from typing import Any
 
 import websocket
 
-from server.client import stream_url
-from server.events import is_terminal
+from server.agent_protocol.client import stream_url
+from server.engine.events import is_terminal
 
 CHANNELS = ["lifecycle", "messages", "updates", "custom"]
 

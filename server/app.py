@@ -12,20 +12,20 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
-from server.drain import install_drain
-from server.logs import configure_logging
-from server.middleware import (
+from server.guard.storage_outage import storage_unavailable
+from server.observability.logs import configure_logging
+from server.services import open_services
+from server.settings import Settings
+from server.version import VERSION
+from server.web.drain import install_drain
+from server.web.middleware import (
     BodyLimit,
     KeylessGuard,
     PlainTextJson,
     RequestContext,
     keyless_hosts,
 )
-from server.routes import assistants, docs, health, page, runs, stream, threads
-from server.services import open_services
-from server.settings import Settings
-from server.storage_outage import storage_unavailable
-from server.version import VERSION
+from server.web.routes import assistants, docs, health, page, runs, stream, threads
 
 logger = logging.getLogger("alma.server")
 

@@ -21,10 +21,9 @@ from graphs.manager import build_manager_graph
 from memory.factory import Memory, open_memory
 from nodes.models import ModelProvider
 from nodes.run_context import RunContext
-from server.auth import KeyRing
-from server.broker import Broker
-from server.checkpoint_metadata import stamp_thread
-from server.coordination import (
+from server.engine import RunManager, RunStarter
+from server.engine.broker import Broker
+from server.engine.coordination import (
     Control,
     MemoryControl,
     MemoryRunLeases,
@@ -32,18 +31,19 @@ from server.coordination import (
     RedisRunLeases,
     RunLeases,
 )
-from server.engine import RunManager, RunStarter
-from server.event_log import EventLog, MemoryEventLog, RedisEventLog
-from server.limits import RateLimits
-from server.metrics import ComponentState, ResourceSampler, process_ended
-from server.observer import Observability
-from server.owners import ThreadOwners
-from server.pricing import PriceTable
-from server.run_records import MemoryRunRecords, RedisRunRecords, RunRecords
+from server.guard.auth import KeyRing
+from server.guard.limits import RateLimits
+from server.observability.metrics import ComponentState, ResourceSampler, process_ended
+from server.observability.observer import Observability
+from server.observability.pricing import PriceTable
+from server.observability.tracing import Tracing
 from server.settings import Settings
-from server.thread_records import Threads, open_threads
-from server.timed_checkpointer import time_checkpointer
-from server.tracing import Tracing
+from server.stores.checkpoint_metadata import stamp_thread
+from server.stores.event_log import EventLog, MemoryEventLog, RedisEventLog
+from server.stores.owners import ThreadOwners
+from server.stores.run_records import MemoryRunRecords, RedisRunRecords, RunRecords
+from server.stores.thread_records import Threads, open_threads
+from server.stores.timed_checkpointer import time_checkpointer
 
 logger = logging.getLogger("alma.server")
 

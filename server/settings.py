@@ -21,8 +21,8 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 
 from memory.settings import MemorySettings
 from nodes.models import ModelSettings
-from server.logs import LogSetup
-from server.pricing import DEFAULT_PRICES, ModelPrice
+from server.observability.logs import LogSetup
+from server.observability.pricing import DEFAULT_PRICES, ModelPrice
 
 _KEY_HASH = re.compile(r"^(?P<owner>[A-Za-z0-9_.@-]{1,64}):sha256:(?P<digest>[0-9a-f]{64})$")
 

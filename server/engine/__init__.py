@@ -1,7 +1,7 @@
 """The run engine: starts, runs, streams, cancels and accounts for runs of the graph.
 
-It knows nothing of HTTP or WebSockets: the wire formats (`server.commands` for the
-agent protocol, `server.routes` for the LangGraph API) call it and render its events.
+It knows nothing of HTTP or WebSockets: the wire formats (`server.agent_protocol.commands` for the
+agent protocol, `server.web.routes` for the LangGraph API) call it and render its events.
 """
 
 from server.engine.manager import RunManager

@@ -8,10 +8,10 @@ import time
 from typing import Any
 
 from nodes.errors import ErrorCode
-from server import metrics
 from server.engine.run import Run
-from server.observer import RunObserver
-from server.tracing import Tracing
+from server.observability import metrics
+from server.observability.observer import RunObserver
+from server.observability.tracing import Tracing
 
 logger = logging.getLogger("alma.engine")
 

@@ -11,10 +11,10 @@ import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
 
-from server.coordination import ActiveRun, RunLeases
+from server.engine.coordination import ActiveRun, RunLeases
 from server.engine.endings import RunEndings
 from server.engine.run import busy_message
-from server.refusals import Refusal, Refused
+from server.guard.refusals import Refusal, Refused
 
 CLOSING = "closing-"
 """Lease holders with this prefix are ending a dead process's run, for milliseconds."""

@@ -7,9 +7,9 @@ import contextlib
 import logging
 from typing import Any
 
-from server.broker import Broker
-from server.event_log import EventLog
-from server.events import Logged, numbered
+from server.engine.broker import Broker
+from server.engine.events import Logged, numbered
+from server.stores.event_log import EventLog
 
 logger = logging.getLogger("alma.engine")
 

@@ -15,13 +15,13 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from nodes.errors import ErrorCode
-from server import metrics
-from server.broker import Broker
-from server.coordination import RunLeases
+from server.engine.broker import Broker
+from server.engine.coordination import RunLeases
+from server.engine.events import is_terminal, lifecycle, numbered
 from server.engine.run import LOST_MESSAGE, status_of
-from server.event_log import EventLog
-from server.events import is_terminal, lifecycle, numbered
-from server.run_records import RunRecord, RunRecords
+from server.observability import metrics
+from server.stores.event_log import EventLog
+from server.stores.run_records import RunRecord, RunRecords
 
 logger = logging.getLogger("alma.engine")
 

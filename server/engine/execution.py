@@ -24,14 +24,12 @@ from redis.exceptions import RedisError
 from graphs.interface import outcome_of
 from nodes.errors import ErrorCode
 from nodes.run_context import RunContext
-from server import metrics
-from server.api_stream import api_events
-from server.assistants import GRAPH_ID, MANAGER_ASSISTANT_ID
-from server.broker import Broker
-from server.coordination import ActiveRun, RunLeases
 from server.engine.accounting import account
+from server.engine.broker import Broker
+from server.engine.coordination import ActiveRun, RunLeases
 from server.engine.emitter import Emitter
 from server.engine.endings import RunEndings
+from server.engine.events import from_graph, lifecycle
 from server.engine.progress import note_api_message, note_protocol_event
 from server.engine.run import (
     SHUTDOWN_MESSAGE,
@@ -42,10 +40,12 @@ from server.engine.run import (
     mirrored,
     status_of,
 )
-from server.event_log import EventLog
-from server.events import from_graph, lifecycle
-from server.observer import Observability, RunObserver
-from server.run_records import RunRecords
+from server.langgraph_api.assistants import GRAPH_ID, MANAGER_ASSISTANT_ID
+from server.langgraph_api.stream_modes import api_events
+from server.observability import metrics
+from server.observability.observer import Observability, RunObserver
+from server.stores.event_log import EventLog
+from server.stores.run_records import RunRecords
 
 logger = logging.getLogger("alma.engine")
 

@@ -21,19 +21,19 @@ from pydantic import TypeAdapter, ValidationError
 from redis.exceptions import RedisError
 
 from nodes.run_context import RunContext
-from server.assistants import GRAPH_ID, MANAGER_ASSISTANT_ID, resolve_assistant
-from server.broker import Broker
-from server.coordination import ActiveRun, Control, RunLeases
 from server.engine.admission import ThreadAdmission
+from server.engine.broker import Broker
+from server.engine.coordination import ActiveRun, Control, RunLeases
 from server.engine.endings import RunEndings
 from server.engine.execution import RunExecution
 from server.engine.run import NO_ACTIVE_RUN, Run, StartRequest, recorded
-from server.event_log import EventLog
-from server.logs import bound
-from server.observer import Observability
-from server.refusals import Refusal, Refused
-from server.run_records import MemoryRunRecords, RunRecord, RunRecords
-from server.validation import describe_invalid
+from server.guard.refusals import Refusal, Refused
+from server.guard.validation import describe_invalid
+from server.langgraph_api.assistants import GRAPH_ID, MANAGER_ASSISTANT_ID, resolve_assistant
+from server.observability.logs import bound
+from server.observability.observer import Observability
+from server.stores.event_log import EventLog
+from server.stores.run_records import MemoryRunRecords, RunRecord, RunRecords
 
 logger = logging.getLogger("alma.engine")
 

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from nodes.errors import ErrorCode
-from server.api_stream import api_wire
-from server.assistants import GRAPH_ID, MANAGER_ASSISTANT_ID
 from server.engine.progress import RunProgress
-from server.run_records import RunRecord, RunStatus
+from server.langgraph_api.assistants import GRAPH_ID, MANAGER_ASSISTANT_ID
+from server.langgraph_api.stream_modes import api_wire
+from server.stores.run_records import RunRecord, RunStatus
 
 NO_ACTIVE_RUN = "the thread has no active run with that id"
 """The answer to a cancel of a run that is not running (or not the caller's)."""

@@ -16,10 +16,10 @@ import uuid
 
 from server.engine.manager import RunManager
 from server.engine.run import Run, StartRequest
-from server.limits import RateLimits, Verdict
-from server.owners import ThreadOwners
-from server.refusals import Refusal, Refused
-from server.validation import check_run_input, title_of
+from server.guard.limits import RateLimits, Verdict
+from server.guard.refusals import Refusal, Refused
+from server.guard.validation import check_run_input, title_of
+from server.stores.owners import ThreadOwners
 
 logger = logging.getLogger("alma.engine")
 

@@ -12,7 +12,7 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Page, WebSocket, expect
 
-from server.auth import new_key
+from server.guard.auth import new_key
 from tests.e2e.conftest import prefix, screenshot_path
 from tests.utils.processes import ROOT
 from tests.utils.redis_server import RedisServer

@@ -12,8 +12,8 @@ import pytest
 
 from loadtests.balancer import nginx
 from loadtests.processes import Server, alma_server
-from server.client import open_thread
-from server.events import is_terminal
+from server.agent_protocol.client import open_thread
+from server.engine.events import is_terminal
 from tests.utils.redis_server import RedisServer
 from tests.utils.system_tools import require_tool
 

@@ -20,8 +20,8 @@ import pytest
 from redis.asyncio import Redis
 from redis.crc import key_slot
 
-from server.client import ProtocolClient, open_thread
-from server.events import is_terminal
+from server.agent_protocol.client import ProtocolClient, open_thread
+from server.engine.events import is_terminal
 from tests.utils.redis_cluster import RedisCluster, redis_cluster
 from tests.utils.redis_server import RedisServer
 from tests.utils.service import Service, alma_service

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from server.auth import new_key
+from server.guard.auth import new_key
 from tests.utils.redis_server import RedisServer
 from tests.utils.service import Service, alma_service
 

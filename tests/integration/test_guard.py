@@ -10,9 +10,9 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from server.auth import new_key
-from server.client import ProtocolClient, open_thread
-from server.events import is_terminal
+from server.agent_protocol.client import ProtocolClient, open_thread
+from server.engine.events import is_terminal
+from server.guard.auth import new_key
 from tests.utils.redis_server import RedisServer
 from tests.utils.service import Service, alma_service
 

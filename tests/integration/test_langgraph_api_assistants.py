@@ -10,7 +10,7 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
-from server.auth import new_key
+from server.guard.auth import new_key
 from tests.utils.langgraph_dev import langgraph_dev
 from tests.utils.redis_server import RedisServer
 from tests.utils.service import Service, alma_service

@@ -20,8 +20,8 @@ from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.errors import ConflictError
 
-from server.auth import new_key
-from server.client import open_thread
+from server.agent_protocol.client import open_thread
+from server.guard.auth import new_key
 from tests.utils.langgraph_dev import langgraph_dev
 from tests.utils.redis_server import RedisServer
 from tests.utils.service import alma_service

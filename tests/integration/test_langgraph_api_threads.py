@@ -22,7 +22,7 @@ from langgraph_sdk.errors import (
     UnprocessableEntityError,
 )
 
-from server.auth import new_key
+from server.guard.auth import new_key
 from tests.utils.langgraph_dev import langgraph_dev
 from tests.utils.redis_server import RedisServer
 from tests.utils.service import Service, alma_service

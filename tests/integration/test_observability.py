@@ -13,7 +13,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from server.client import open_thread
+from server.agent_protocol.client import open_thread
 from server.version import VERSION
 from tests.utils.langsmith_stand_in import PROJECT_ID, TENANT_ID, langsmith_stand_in
 from tests.utils.redis_server import RedisServer

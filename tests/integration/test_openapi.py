@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server.auth import new_key
+from server.guard.auth import new_key
 from tests.utils.redis_server import RedisServer
 from tests.utils.service import alma_service
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server.client import open_thread
+from server.agent_protocol.client import open_thread
 from tests.utils.processes import free_port
 from tests.utils.redis_cluster import RedisCluster, redis_cluster
 from tests.utils.service import Service, alma_service

@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from server.client import open_thread
-from server.events import is_terminal
+from server.agent_protocol.client import open_thread
+from server.engine.events import is_terminal
 from tests.utils.redis_server import RedisServer
 from tests.utils.service import Service, alma_service
 

@@ -14,8 +14,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from server.client import open_thread
-from server.events import is_terminal
+from server.agent_protocol.client import open_thread
+from server.engine.events import is_terminal
 from tests.utils.redis_server import RedisServer, redis_server
 from tests.utils.service import Service, alma_service
 

@@ -11,7 +11,7 @@ import promql_parser
 import yaml
 from prometheus_client import REGISTRY
 
-import server.metrics  # noqa: F401 - registers ALMA's metrics
+import server.observability.metrics  # noqa: F401 - registers ALMA's metrics
 from tests.utils.processes import ROOT
 from tests.utils.system_tools import require_tool
 

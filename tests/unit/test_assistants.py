@@ -5,9 +5,13 @@ import pytest
 from fastapi import HTTPException
 
 from server.app import create_app
-from server.assistants import MANAGER_ASSISTANT_ID, metadata_contains, resolve_assistant
-from server.routes.assistants import parse_xray
+from server.langgraph_api.assistants import (
+    MANAGER_ASSISTANT_ID,
+    metadata_contains,
+    resolve_assistant,
+)
 from server.settings import Settings
+from server.web.routes.assistants import parse_xray
 
 
 def test_the_manager_has_langgraph_devs_id_and_answers_to_its_graph_name() -> None:

@@ -5,7 +5,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import Message
 
-from server.middleware import BodyLimit
+from server.web.middleware import BodyLimit
 
 LIMIT = 64
 

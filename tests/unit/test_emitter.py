@@ -5,10 +5,10 @@ from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from server.broker import Broker
+from server.engine.broker import Broker
 from server.engine.emitter import Emitter
-from server.event_log import MemoryEventLog
-from server.events import Logged, lifecycle
+from server.engine.events import Logged, lifecycle
+from server.stores.event_log import MemoryEventLog
 
 
 class FailingOverLog(MemoryEventLog):

@@ -10,7 +10,7 @@ import pytest
 from starlette.testclient import TestClient
 from starlette.testclient import WebSocketTestSession as Socket
 
-from server.events import is_terminal
+from server.engine.events import is_terminal
 
 CHANNELS = ["lifecycle", "messages", "values", "updates", "custom"]
 HAIKU = {"role": "user", "content": "Write a haiku about rivers"}

@@ -10,13 +10,13 @@ import pytest
 from graphs.manager import build_manager_graph
 from memory.process import ProcessMemorySaver
 from nodes.models import ModelProvider
-from server.coordination import MemoryControl, MemoryRunLeases
+from server.agent_protocol.messages import SubscribeParams, matches
 from server.engine import ApiRun, Run, RunManager, StartRequest
+from server.engine.coordination import MemoryControl, MemoryRunLeases
+from server.engine.events import is_terminal, lifecycle, numbered
 from server.engine.run import Strategy
-from server.event_log import MemoryEventLog
-from server.events import is_terminal, lifecycle, numbered
-from server.protocol import SubscribeParams, matches
-from server.refusals import Refusal, Refused
+from server.guard.refusals import Refusal, Refused
+from server.stores.event_log import MemoryEventLog
 
 POEM = {"messages": [{"role": "user", "content": "Write a short poem about rivers"}]}
 

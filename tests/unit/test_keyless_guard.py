@@ -5,7 +5,7 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from server.app import create_app
-from server.auth import new_key
+from server.guard.auth import new_key
 from server.settings import Settings
 from tests.utils.local import LocalClient
 

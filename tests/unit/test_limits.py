@@ -1,7 +1,7 @@
 """Limits in process memory, when there is no Redis: the same rules."""
 
 from memory.keys import RedisKeys
-from server.limits import RateLimits
+from server.guard.limits import RateLimits
 
 
 async def test_runs_tokens_and_connections_without_redis() -> None:

@@ -15,7 +15,7 @@ from langgraph.graph import START, MessagesState, StateGraph
 from starlette.applications import Starlette
 
 from nodes.errors import ProviderServerError
-from server.logs import LogSetup, bound, configure_logging
+from server.observability.logs import LogSetup, bound, configure_logging
 
 
 @pytest.fixture

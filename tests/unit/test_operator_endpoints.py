@@ -6,7 +6,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from server.app import create_app
-from server.auth import new_key
+from server.guard.auth import new_key
 from server.settings import Settings
 from tests.utils.local import LocalClient
 

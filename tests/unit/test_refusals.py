@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 import server
-from server.refusals import Refusal, Refused
+from server.guard.refusals import Refusal, Refused
 
 SERVER = Path(server.__file__).parent
 
@@ -37,4 +37,4 @@ def test_only_the_protocol_adapter_speaks_in_protocol_errors() -> None:
         for path in SERVER.rglob("*.py")
         if "ProtocolError" in path.read_text()
     )
-    assert speakers == ["commands.py", "protocol.py"]
+    assert speakers == ["agent_protocol/commands.py", "agent_protocol/messages.py"]

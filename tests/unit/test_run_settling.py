@@ -6,9 +6,9 @@ it, leaves `running` behind, which the owner could neither cancel nor delete.
 
 from starlette.testclient import TestClient
 
-from server.events import lifecycle, numbered
-from server.run_records import RunRecord
+from server.engine.events import lifecycle, numbered
 from server.services import Services
+from server.stores.run_records import RunRecord
 
 
 def leave_running(client: TestClient, thread_id: str, run_id: str, *, logged_end: bool) -> None:

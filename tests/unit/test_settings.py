@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from server.auth import KeyRing, new_key
+from server.guard.auth import KeyRing, new_key
 from server.settings import Settings, env_names, example_env, show_settings
 from tests.utils.processes import ROOT
 

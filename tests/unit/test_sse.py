@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import server
-from server.sse import HEARTBEAT, frame, with_heartbeats
+from server.web.sse import HEARTBEAT, frame, with_heartbeats
 
 SERVER = Path(server.__file__).parent
 
@@ -73,7 +73,7 @@ async def test_a_consumer_that_leaves_mid_wait_closes_the_source_without_an_erro
 
 def test_every_event_stream_of_the_service_is_framed_in_one_place() -> None:
     # Two framings (LF in one stream, CRLF in another) once drifted apart: a frame is
-    # written by `server.sse.frame` only.
+    # written by `server.web.sse.frame` only.
     framed_by_hand = [
         path.relative_to(SERVER.parent)
         for path in SERVER.rglob("*.py")

@@ -6,8 +6,8 @@ import uuid
 import pytest
 
 from memory.process import ProcessMemorySaver
-from server.owners import MemoryThreadOwners
-from server.thread_records import MemoryThreadRecords, Threads, ThreadTakenError
+from server.stores.owners import MemoryThreadOwners
+from server.stores.thread_records import MemoryThreadRecords, Threads, ThreadTakenError
 from tests.utils.graphs import ask, simulated_provider
 
 

@@ -7,12 +7,12 @@ from typing import Any, cast
 from langgraph.checkpoint.memory import InMemorySaver
 
 from graphs.manager import build_manager_graph
-from server.coordination import ActiveRun, MemoryRunLeases
-from server.event_log import MemoryEventLog
-from server.events import lifecycle, numbered
+from server.engine.coordination import ActiveRun, MemoryRunLeases
+from server.engine.events import lifecycle, numbered
+from server.langgraph_api.thread_state import read_thread, thread_config, thread_state
 from server.services import Services
-from server.thread_records import ThreadRecord
-from server.thread_state import read_thread, thread_config, thread_state
+from server.stores.event_log import MemoryEventLog
+from server.stores.thread_records import ThreadRecord
 from tests.utils.graphs import ask, simulated_provider
 
 EMPTY_STATE = {

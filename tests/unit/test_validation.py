@@ -2,8 +2,8 @@
 
 import pytest
 
-from server.refusals import Refused
-from server.validation import check_run_input, check_thread_id, normalise_text
+from server.guard.refusals import Refused
+from server.guard.validation import check_run_input, check_thread_id, normalise_text
 
 LIMITS = {"max_messages": 3, "max_chars": 20}
 

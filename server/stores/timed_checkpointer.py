@@ -9,7 +9,7 @@ from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
-from server.metrics import CHECKPOINTER_DURATION
+from server.observability.metrics import CHECKPOINTER_DURATION
 
 _CALLS = {
     "aget_tuple": "get_tuple",

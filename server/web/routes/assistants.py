@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Response, status
 from pydantic import BaseModel, Field
 
-from server.assistants import (
+from server.langgraph_api.assistants import (
     GRAPH_ID,
     MANAGER_ASSISTANT_ID,
     AssistantPublic,
@@ -26,7 +26,7 @@ from server.assistants import (
     the_assistant,
     the_version,
 )
-from server.deps import ServicesDep, get_principal
+from server.web.deps import ServicesDep, get_principal
 
 router = APIRouter(prefix="/assistants", tags=["assistants"], dependencies=[Depends(get_principal)])
 

@@ -17,11 +17,11 @@ from langgraph.types import Interrupt, PregelTask, StateSnapshot
 from typing_extensions import TypedDict
 
 from nodes.errors import ErrorCode
-from server.api_stream import api_wire
-from server.api_stream import checkpoint_of as api_checkpoint_of
-from server.events import is_terminal
+from server.engine.events import is_terminal
+from server.langgraph_api.stream_modes import api_wire
+from server.langgraph_api.stream_modes import checkpoint_of as api_checkpoint_of
 from server.services import Services
-from server.thread_records import ThreadRecord
+from server.stores.thread_records import ThreadRecord
 
 ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
 

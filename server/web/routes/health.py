@@ -12,10 +12,10 @@ from langgraph.version import __version__ as LANGGRAPH_VERSION
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
-from server import metrics
-from server.deps import ServicesDep, operator_endpoint
-from server.metrics import ComponentState
+from server.observability import metrics
+from server.observability.metrics import ComponentState
 from server.version import VERSION
+from server.web.deps import ServicesDep, operator_endpoint
 
 router = APIRouter(tags=["health"])
 

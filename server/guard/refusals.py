@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from server.protocol import ProtocolCode
+from server.agent_protocol.messages import ProtocolCode
 
 
 class Refusal(StrEnum):

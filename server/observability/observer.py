@@ -16,10 +16,10 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 
-from server import metrics
-from server.metrics import ComponentState
-from server.pricing import DEFAULT_PRICES, PriceTable
-from server.tracing import Tracing
+from server.observability import metrics
+from server.observability.metrics import ComponentState
+from server.observability.pricing import DEFAULT_PRICES, PriceTable
+from server.observability.tracing import Tracing
 from server.version import VERSION
 
 

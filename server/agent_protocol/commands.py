@@ -13,12 +13,7 @@ from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 
-from server.auth import Principal
-from server.broker import SlowConsumerError, Subscription
-from server.engine import NO_ACTIVE_RUN, StartRequest
-from server.events import Logged, to_wire
-from server.limits import Verdict
-from server.protocol import (
+from server.agent_protocol.messages import (
     Command,
     ListCheckpointsParams,
     ProtocolError,
@@ -31,9 +26,14 @@ from server.protocol import (
     failure,
     success,
 )
-from server.refusals import Refusal, Refused
+from server.engine import NO_ACTIVE_RUN, StartRequest
+from server.engine.broker import SlowConsumerError, Subscription
+from server.engine.events import Logged, to_wire
+from server.guard.auth import Principal
+from server.guard.limits import Verdict
+from server.guard.refusals import Refusal, Refused
+from server.guard.validation import INPUT_SHAPE, check_thread_id, describe_invalid
 from server.services import Services
-from server.validation import INPUT_SHAPE, check_thread_id, describe_invalid
 
 Send = Callable[[bytes], Awaitable[None]]
 """Sends one encoded JSON message to the client."""

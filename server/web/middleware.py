@@ -13,8 +13,8 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.logs import bound
-from server.metrics import HTTP_DURATION, HTTP_REQUESTS
+from server.observability.logs import bound
+from server.observability.metrics import HTTP_DURATION, HTTP_REQUESTS
 
 logger = logging.getLogger("alma.access")
 

@@ -15,16 +15,24 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocketState
 
-from server.auth import (
+from server.agent_protocol.commands import Connection, close_connection, execute, owned_events
+from server.agent_protocol.messages import Command, CommandAnswer, SubscribeParams, failure
+from server.engine.broker import SlowConsumerError
+from server.engine.events import dumps
+from server.guard.auth import (
     SUBPROTOCOL,
     AuthError,
     Principal,
     key_from_headers,
     key_from_subprotocols,
 )
-from server.broker import SlowConsumerError
-from server.commands import Connection, close_connection, execute, owned_events
-from server.deps import (
+from server.guard.limits import Verdict
+from server.guard.storage_outage import close_for_outage
+from server.guard.validation import describe_invalid
+from server.observability.logs import bind
+from server.observability.metrics import MESSAGES_SENT, SLOW_CONSUMERS, SSE_OPEN, WEBSOCKETS_OPEN
+from server.services import Services
+from server.web.deps import (
     PrincipalDep,
     ServicesDep,
     ThreadId,
@@ -32,15 +40,7 @@ from server.deps import (
     client_address,
     origin_allowed,
 )
-from server.events import dumps
-from server.limits import Verdict
-from server.logs import bind
-from server.metrics import MESSAGES_SENT, SLOW_CONSUMERS, SSE_OPEN, WEBSOCKETS_OPEN
-from server.protocol import Command, CommandAnswer, SubscribeParams, failure
-from server.services import Services
-from server.sse import HEADERS, frame, with_heartbeats
-from server.storage_outage import close_for_outage
-from server.validation import describe_invalid
+from server.web.sse import HEADERS, frame, with_heartbeats
 
 router = APIRouter(prefix="/threads", tags=["stream"])
 

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from server.refusals import Refusal, Refused
+from server.guard.refusals import Refusal, Refused
 
 THREAD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 """Thread and run ids: 1-128 of letters, digits and `._:@-`, starting alphanumeric."""

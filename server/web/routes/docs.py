@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from server.deps import operator_endpoint
+from server.web.deps import operator_endpoint
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(operator_endpoint("docs"))])
 

@@ -17,7 +17,7 @@ from redis.exceptions import ResponseError
 
 from memory.connection import execute_replaying
 from memory.keys import RedisKeys
-from server.events import Logged
+from server.engine.events import Logged
 
 _DUPLICATE_ID = "equal or smaller than the target stream top item"
 """Redis's (and Valkey's) refusal of an XADD whose id the stream already has."""

@@ -21,9 +21,9 @@ from redis.asyncio.cluster import RedisCluster
 
 from memory.connection import execute_replaying
 from memory.keys import RedisKeys
-from server.assistants import RUN_METADATA
-from server.owners import MAX_INDEXED, MemoryThreadOwners, RedisThreadOwners, ThreadOwners
-from server.run_records import now_iso
+from server.langgraph_api.assistants import RUN_METADATA
+from server.stores.owners import MAX_INDEXED, MemoryThreadOwners, RedisThreadOwners, ThreadOwners
+from server.stores.run_records import now_iso
 
 _META = "m:"
 """Prefix of the hash fields that hold metadata keys."""

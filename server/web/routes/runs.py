@@ -22,23 +22,23 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from nodes.errors import ErrorCode
-from server.api_stream import API_MODES
-from server.assistants import resolve_assistant
-from server.auth import Principal
-from server.deps import (
+from server.agent_protocol.messages import SubscribeParams
+from server.engine import ApiRun, StartRequest
+from server.engine.events import dumps, is_terminal
+from server.guard.auth import Principal
+from server.guard.refusals import Refused
+from server.langgraph_api.assistants import resolve_assistant
+from server.langgraph_api.stream_modes import API_MODES
+from server.services import Services
+from server.stores.run_records import ACTIVE, RunRecord
+from server.web.deps import (
     PrincipalDep,
     ServicesDep,
     ThreadId,
     http_refusal,
     require_own_thread,
 )
-from server.engine import ApiRun, StartRequest
-from server.events import dumps, is_terminal
-from server.protocol import SubscribeParams
-from server.refusals import Refused
-from server.run_records import ACTIVE, RunRecord
-from server.services import Services
-from server.sse import HEADERS, frame, with_heartbeats
+from server.web.sse import HEADERS, frame, with_heartbeats
 
 router = APIRouter(tags=["runs"])
 

@@ -19,7 +19,7 @@ from langchain_core.tracers.schemas import Run
 from langsmith import Client
 
 from graphs.interface import route_of
-from server.metrics import ComponentState
+from server.observability.metrics import ComponentState
 
 logger = logging.getLogger("alma.server")
 

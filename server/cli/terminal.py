@@ -16,11 +16,11 @@ from typing import Any, TextIO
 
 from graphs.interface import is_answer, is_draft, is_note
 from nodes.run_context import RunContext
-from server.assistants import MANAGER_ASSISTANT_ID
-from server.client import ProtocolClient
+from server.agent_protocol.client import ProtocolClient
+from server.agent_protocol.messages import SubscribeParams
 from server.engine import StartRequest
-from server.events import is_terminal
-from server.protocol import SubscribeParams
+from server.engine.events import is_terminal
+from server.langgraph_api.assistants import MANAGER_ASSISTANT_ID
 from server.services import Services
 
 

@@ -8,11 +8,11 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Path, Request, WebSocket, status
 from starlette.requests import HTTPConnection
 
-from server.auth import AuthError, Principal, key_from_headers
-from server.limits import Verdict
-from server.refusals import Refused
+from server.guard.auth import AuthError, Principal, key_from_headers
+from server.guard.limits import Verdict
+from server.guard.refusals import Refused
+from server.guard.validation import THREAD_ID_PATTERN
 from server.services import Services
-from server.validation import THREAD_ID_PATTERN
 
 
 def get_services(request: Request) -> Services:

@@ -16,9 +16,9 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
-from server.event_log import EventLog
-from server.events import Logged, is_terminal
-from server.protocol import SubscribeParams, matches
+from server.agent_protocol.messages import SubscribeParams, matches
+from server.engine.events import Logged, is_terminal
+from server.stores.event_log import EventLog
 
 logger = logging.getLogger("alma.server")
 

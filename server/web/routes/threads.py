@@ -22,20 +22,11 @@ from langgraph.errors import InvalidUpdateError
 from langgraph.types import StateUpdate
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from server.assistants import GRAPH_ID, metadata_contains
-from server.auth import Principal
-from server.deps import (
-    PrincipalDep,
-    ServicesDep,
-    ThreadId,
-    enforce,
-    http_refusal,
-    require_own_thread,
-)
-from server.refusals import Refused
-from server.services import Services, forget_thread
-from server.thread_records import ThreadRecord, ThreadTakenError, stand_in
-from server.thread_state import (
+from server.guard.auth import Principal
+from server.guard.refusals import Refused
+from server.guard.validation import THREAD_ID_PATTERN, check_state_messages
+from server.langgraph_api.assistants import GRAPH_ID, metadata_contains
+from server.langgraph_api.thread_state import (
     ThreadPublic,
     ThreadStatePublic,
     ThreadStatus,
@@ -44,7 +35,16 @@ from server.thread_state import (
     thread_config,
     thread_state,
 )
-from server.validation import THREAD_ID_PATTERN, check_state_messages
+from server.services import Services, forget_thread
+from server.stores.thread_records import ThreadRecord, ThreadTakenError, stand_in
+from server.web.deps import (
+    PrincipalDep,
+    ServicesDep,
+    ThreadId,
+    enforce,
+    http_refusal,
+    require_own_thread,
+)
 
 router = APIRouter(prefix="/threads", tags=["threads"])
 

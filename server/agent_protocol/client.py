@@ -15,7 +15,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from server.events import is_terminal
+from server.engine.events import is_terminal
 
 
 class CommandError(Exception):

@@ -20,7 +20,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Overwrite, StreamMode
 
-from server.events import json_default
+from server.engine.events import json_default
 
 API_MODES = frozenset({
     "values", "updates", "messages", "messages-tuple", "custom", "events", "debug",

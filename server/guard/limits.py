@@ -22,7 +22,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from memory.keys import RedisKeys
-from server.metrics import RATE_LIMITED
+from server.observability.metrics import RATE_LIMITED
 
 SLOT_LEASE_SECONDS = 60.0
 """A connection's slot outlives a crashed process by at most this."""

@@ -22,14 +22,14 @@ from graphs.interface import ROUTE_NODES
 from memory.factory import RedisUnavailableError
 from nodes.errors import AlmaError
 from nodes.run_context import RunContext
-from server.auth import LOCAL_OWNER, new_key
-from server.client import CommandError, open_thread
-from server.logs import configure_logging
-from server.metrics import MULTIPROC_ENV
-from server.refusals import Refused
+from server.agent_protocol.client import CommandError, open_thread
+from server.cli.terminal import Style, render_engine_run, render_remote_run
+from server.guard.auth import LOCAL_OWNER, new_key
+from server.guard.refusals import Refused
+from server.observability.logs import configure_logging
+from server.observability.metrics import MULTIPROC_ENV
 from server.services import open_services
 from server.settings import Settings, describe_errors, example_env, show_settings
-from server.terminal import Style, render_engine_run, render_remote_run
 
 logger = logging.getLogger("alma")
 
@@ -257,7 +257,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
