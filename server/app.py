@@ -25,7 +25,16 @@ from server.web.middleware import (
     RequestContext,
     keyless_hosts,
 )
-from server.web.routes import assistants, docs, health, page, runs, stream, threads
+from server.web.routes import (
+    assistants,
+    docs,
+    health,
+    page,
+    runs,
+    stream,
+    thread_state,
+    threads,
+)
 
 logger = logging.getLogger("alma.server")
 
@@ -99,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(assistants.router)
     app.include_router(threads.router)
+    app.include_router(thread_state.router)
     app.include_router(runs.router)
     app.include_router(stream.router)
     app.include_router(page.router)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
+import orjson
 from fastapi import Depends, HTTPException, Path, Request, WebSocket, status
 from starlette.requests import HTTPConnection
 
 from server.guard.auth import AuthError, Principal, key_from_headers
 from server.guard.limits import Verdict
 from server.guard.refusals import Refused
-from server.guard.validation import THREAD_ID_PATTERN
+from server.guard.validation import THREAD_ID_PATTERN, check_state_messages
 from server.services import Services
+from server.stores.thread_records import ThreadRecord, stand_in
 
 
 def get_services(request: Request) -> Services:
@@ -109,3 +111,63 @@ def origin_allowed(origin: str | None, host: str | None, allowed: list[str]) -> 
     if host and origin in (f"http://{host}", f"https://{host}"):
         return True
     return origin in allowed
+
+
+NO_THREAD: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such thread, or it belongs to another owner."}
+}
+"""The OpenAPI note of a thread route's 404."""
+
+
+async def hold_write(
+    services: Services,
+    principal: Principal,
+    *,
+    metadata: Any = None,
+    new_thread: bool = False,
+) -> None:
+    """Hold a write that is not a run to what a run's input is held to.
+
+    It counts against the caller's write budget (shared by every process), its metadata
+    is bounded like a message, and a new thread must fit the owner's quota.
+    """
+    settings = services.settings
+    if metadata:
+        size = len(orjson.dumps(metadata))
+        if size > settings.max_message_chars:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                f"metadata is {size} characters of JSON; the limit is "
+                f"{settings.max_message_chars} (ALMA_MAX_MESSAGE_CHARS)",
+            )
+    enforce(await services.limits.write(principal.limit_key), principal.owner)
+    if new_thread:
+        held = await services.owners.count(principal.owner)
+        if held >= settings.max_threads_per_owner:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"{principal.owner} holds {held} threads, the most allowed "
+                "(ALMA_MAX_THREADS_PER_OWNER); delete some first",
+            )
+
+
+def checked_state_values(values: Any, services: Services) -> Any:
+    """State values to write, their messages validated and normalised as run input's are."""
+    if not isinstance(values, dict) or "messages" not in values:
+        return values
+    settings = services.settings
+    try:
+        checked = check_state_messages(
+            values["messages"],
+            max_messages=settings.max_messages,
+            max_chars=settings.max_message_chars,
+        )
+    except Refused as exc:
+        raise http_refusal(exc) from exc
+    return {**values, "messages": checked}
+
+
+async def owned_thread(services: Services, thread_id: str, owner: str) -> ThreadRecord:
+    """`owner`'s thread's record (an unstored stand-in for one without); else 404."""
+    await require_own_thread(services, thread_id, owner)
+    return await services.threads.get(thread_id) or stand_in(thread_id)

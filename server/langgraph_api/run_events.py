@@ -1,0 +1,150 @@
+"""A LangGraph API run's events, followed from the thread's log and rendered as the API does.
+
+An API run logs the stream modes it asked for (channel `api`) and its root end
+(`lifecycle`). These functions follow them — replayed from the log for an ended run,
+live through the broker for a running one — and frame them as LangGraph's Server-Sent
+Events (`event: <mode>[|<namespace>]`, the thread's `seq` as the id, an `error` event
+for a failed run), or wait for the run's final values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from nodes.errors import ErrorCode
+from server.agent_protocol.messages import SubscribeParams
+from server.engine.events import dumps, is_terminal
+from server.services import Services
+from server.stores.run_records import ACTIVE, RunRecord
+from server.web.sse import frame
+
+
+async def run_events(
+    services: Services, record: RunRecord, since: int | None
+) -> AsyncIterator[dict[str, Any]]:
+    """The run's logged events (API events and its root end) after `since`, live too.
+
+    With `since` None a running run is followed from now on, and a finished one yields
+    nothing, as LangGraph's server does for a join without `Last-Event-ID`.
+    """
+    thread_id, run_id = record.thread_id, record.run_id
+    if record.status not in ACTIVE:
+        if since is None:
+            return
+        events = services.log.read(thread_id, max(since, record.first_seq - 1), limit=100_000)
+        for event in await events:
+            yield event
+            if is_terminal(event):
+                return
+        return
+    after = since if since is None else max(since, record.first_seq - 1)
+    params = SubscribeParams(channels=["api", "lifecycle"], namespaces=[[]], depth=0, since=after)
+    subscription = await services.broker.subscribe(thread_id, params)
+    try:
+        fresh = await services.run_records.get(thread_id, run_id)
+        if fresh is None or fresh.status not in ACTIVE:
+            # It ended between reading its record and subscribing: the log has it all.
+            start = after if after is not None else fresh.first_seq - 1 if fresh else None
+            if start is not None:
+                for event in await services.log.read(thread_id, start, limit=100_000):
+                    yield event
+                    if is_terminal(event) and event["params"]["data"].get("run_id") == run_id:
+                        return
+            return
+        async for event in subscription.events():
+            yield event
+            if is_terminal(event) and event["params"]["data"].get("run_id") == run_id:
+                return
+    finally:
+        services.broker.unsubscribe(subscription)
+
+
+def stream_start(record: RunRecord) -> int | None:
+    """Where a just-started run's stream begins: before its first event, once it has one.
+
+    A run still waiting for its thread has none yet: it is followed from now on, and its
+    frames begin at its own `running`.
+    """
+    return record.first_seq - 1 if record.first_seq else None
+
+
+def _wanted(name: str, modes: frozenset[str] | None) -> bool:
+    if modes is None:
+        return True
+    mode = name.split("|", 1)[0]
+    if mode.startswith("messages/"):
+        return "messages" in modes
+    return mode in modes or (mode == "messages" and "messages-tuple" in modes)
+
+
+async def sse_frames(
+    services: Services, record: RunRecord, since: int | None, modes: frozenset[str] | None
+) -> AsyncIterator[bytes]:
+    """The run's SSE frames after `since`, in `modes` (None: all it logged), to its end."""
+    run_id = record.run_id
+    inside = since is not None and record.first_seq > 0 and since >= record.first_seq
+    async for event in run_events(services, record, since):
+        params = event["params"]
+        if event["method"] == "lifecycle":
+            data = params["data"]
+            if data.get("run_id") != run_id:
+                continue
+            if data.get("event") == "running":
+                inside = True
+            elif is_terminal(event):
+                if data.get("event") == "failed" and data.get("code") != ErrorCode.CANCELLED:
+                    error = {
+                        "error": data.get("code") or ErrorCode.INTERNAL,
+                        "message": data.get("error"),
+                    }
+                    yield frame("error", orjson.dumps(error), str(event["seq"]))
+                return
+            continue
+        if inside and event["method"] == "api" and _wanted(params["event"], modes):
+            yield frame(params["event"], dumps(params["data"]), str(event["seq"]))
+
+
+def seq_of_event_id(value: str | None) -> int | None:
+    """The `seq` a client's `Last-Event-ID` names (0, the run's start, if not ALMA's)."""
+    if value is None:
+        return None
+    try:
+        return max(int(value.strip()), 0)
+    except ValueError:
+        return 0  # an id from elsewhere: replay the run from its start
+
+
+async def outcome(services: Services, record: RunRecord) -> Any:
+    """Wait for the run to end; the final values, or `{"__error__": ...}`."""
+    values: Any = None
+    since = record.first_seq - 1 if record.first_seq else None
+    async for event in run_events(services, record, since):
+        params = event["params"]
+        if event["method"] == "api" and params["event"] == "values":
+            values = params["data"]
+        elif is_terminal(event) and params["data"].get("run_id") == record.run_id:
+            data = params["data"]
+            if data.get("event") == "failed" and data.get("code") != ErrorCode.CANCELLED:
+                return {"__error__": {"error": data.get("code"), "message": data.get("error")}}
+    if values is None:
+        state = await services.graph.aget_state({"configurable": {"thread_id": record.thread_id}})
+        values = dict(state.values)
+    return values
+
+
+def join_modes(values: list[str] | None) -> frozenset[str] | None:
+    """The stream modes a join asks for (None: every mode the run logged)."""
+    # The SDK repeats the parameter for a list; a JSON array in one value works too.
+    modes: set[str] = set()
+    for value in values or ():
+        if value.startswith("["):
+            with contextlib.suppress(orjson.JSONDecodeError):
+                modes.update(str(mode) for mode in orjson.loads(value))
+                continue
+        if value:
+            modes.add(value)
+    return frozenset(modes) or None

@@ -1,0 +1,131 @@
+"""A LangGraph API run request, read into the engine's one start request.
+
+The six run-creating routes (`/threads/{id}/runs`, `/runs`, each plain, `/stream` or
+`/wait`) take the same body as LangGraph's SDK sends it; `start_request` turns it into
+a `StartRequest`, as the agent protocol's `run.start` does its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from server.engine import ApiRun, StartRequest
+from server.guard.auth import Principal
+from server.guard.refusals import Refusal, Refused
+from server.langgraph_api.assistants import resolve_assistant
+from server.langgraph_api.stream_modes import API_MODES
+
+_Modes = str | list[str]
+
+
+class RunCommand(BaseModel):
+    """LangGraph's `Command` as a run's input: resume an interrupt, update state, go to.
+
+    Any other key would reach `Command(...)` inside the run and fail it there.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    update: dict[str, Any] | list[tuple[str, Any]] | None = None
+    resume: Any = None
+    goto: str | list[str] | None = None
+
+
+class RunCreate(BaseModel):
+    """A run, as LangGraph's SDK asks for one.
+
+    Fields the SDK sends that ALMA has no use for are accepted and ignored:
+    `durability`, `checkpoint_during`, `feedback_keys`, `langsmith_tracer`.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    assistant_id: str
+    input: Any = None
+    command: RunCommand | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    context: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    stream_mode: _Modes = Field(default_factory=lambda: ["values"])
+    stream_subgraphs: bool = False
+    stream_resumable: bool = False
+    interrupt_before: list[str] | Literal["*"] | None = None
+    interrupt_after: list[str] | Literal["*"] | None = None
+    checkpoint: dict[str, Any] | None = None
+    checkpoint_id: str | None = None
+    multitask_strategy: Literal["reject", "enqueue", "interrupt", "rollback"] = "enqueue"
+    if_not_exists: Literal["reject", "create"] = "reject"
+    on_disconnect: Literal["cancel", "continue"] = "continue"
+    on_completion: Literal["delete", "keep"] | None = None
+    webhook: str | None = None
+    after_seconds: float | None = None
+
+    @field_validator("stream_mode")
+    @classmethod
+    def _known_modes(cls, value: _Modes) -> _Modes:
+        modes = [value] if isinstance(value, str) else value
+        unknown = sorted(set(modes) - API_MODES)
+        if unknown:
+            raise ValueError(
+                f"unknown stream mode(s) {', '.join(unknown)}; use {', '.join(sorted(API_MODES))}"
+            )
+        return value
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """The stream modes, as a tuple."""
+        return (self.stream_mode,) if isinstance(self.stream_mode, str) else tuple(self.stream_mode)
+
+
+def start_request(
+    body: RunCreate,
+    principal: Principal,
+    thread_id: str | None,
+    *,
+    modes: tuple[str, ...] | None = None,
+) -> StartRequest:
+    """`body` as the engine's start request, on `thread_id` (None: a new thread).
+
+    `modes` overrides the body's stream modes (a `/wait` run needs only `values`).
+
+    Raises:
+        Refused: `INVALID` for an unknown assistant, or a webhook or a delayed start,
+            which this server does not offer.
+    """
+    if resolve_assistant(body.assistant_id) is None:
+        raise Refused(
+            Refusal.INVALID,
+            f"Invalid assistant: {body.assistant_id!r}. Must be either:\n"
+            "- A valid assistant UUID, or\n- One of the registered graphs: manager",
+        )
+    if body.webhook or body.after_seconds:
+        raise Refused(Refusal.INVALID, "webhook and after_seconds are not supported by this server")
+    temporary = thread_id is None and body.on_completion != "keep"
+    checkpoint = dict(body.checkpoint or {})
+    if body.checkpoint_id:
+        checkpoint["checkpoint_id"] = body.checkpoint_id
+    api = ApiRun(
+        modes=modes or body.modes,
+        subgraphs=body.stream_subgraphs,
+        interrupt_before=body.interrupt_before,
+        interrupt_after=body.interrupt_after,
+    )
+    kwargs = body.model_dump(
+        include={"input", "command", "context", "interrupt_before", "interrupt_after", "webhook"}
+    )
+    kwargs |= {
+        "stream_mode": list(api.modes), "feedback_keys": None, "temporary": temporary,
+        "subgraphs": body.stream_subgraphs, "resumable": True, "checkpoint_during": True,
+        "durability": "async",
+    }  # fmt: skip
+    return StartRequest(
+        owner=principal.owner, limit_key=principal.limit_key, thread_id=thread_id,
+        assistant_id=body.assistant_id, input=body.input,
+        command=body.command.model_dump(exclude_unset=True) if body.command else None,
+        checkpoint=checkpoint or None, config=body.config, context=body.context,
+        metadata=body.metadata, multitask_strategy=body.multitask_strategy,
+        create_thread=body.if_not_exists == "create", temporary=temporary, api=api,
+        record_kwargs=kwargs,
+    )  # fmt: skip
