@@ -223,34 +223,7 @@ class ModelProvider:
                 counter=counter,
             )
         base_url = str(settings.openai_base_url) if settings.openai_base_url else None
-        # Local OpenAI-compatible servers often need no key, but the client insists on one.
-        api_key = settings.openai_api_key or SecretStr("not-needed")
-        # One connection pool for every role, owned by this provider and closed with it:
-        # langchain-openai's default client is cached per process and bound to the event
-        # loop that first used it.
-        http_client = httpx.AsyncClient(
-            timeout=httpx.Timeout(policy.run_timeout, connect=10.0),
-            limits=httpx.Limits(
-                max_connections=settings.model_max_connections,
-                max_keepalive_connections=settings.model_max_connections,
-            ),
-        )
-        models: dict[Role, BaseChatModel] = {
-            role: ChatOpenAI(
-                model=config.model,
-                temperature=config.temperature,
-                max_completion_tokens=config.max_tokens,
-                api_key=api_key,
-                base_url=base_url,
-                # Usage on streamed answers must be asked for explicitly.
-                stream_usage=True,
-                # Retries belong to the graph's RetryPolicy, so each one is visible there.
-                max_retries=0,
-                timeout=policy.run_timeout,
-                http_async_client=http_client,
-            )
-            for role, config in roles.items()
-        }
+        models, http_client = _openai_models(settings, roles, policy, base_url)
         where = base_url or "https://api.openai.com/v1"
         names = ", ".join(f"{role}={config.model}" for role, config in roles.items())
         return cls(
@@ -302,3 +275,41 @@ class ModelProvider:
             simulated=True,
             counter=counter,
         )
+
+
+def _openai_models(
+    settings: ModelSettings,
+    roles: dict[Role, RoleConfig],
+    policy: CallPolicy,
+    base_url: str | None,
+) -> tuple[dict[Role, BaseChatModel], httpx.AsyncClient]:
+    """One ChatOpenAI per role, sharing one connection pool (returned, to be closed)."""
+    # Local OpenAI-compatible servers often need no key, but the client insists on one.
+    api_key = settings.openai_api_key or SecretStr("not-needed")
+    # One connection pool for every role, owned by this provider and closed with it:
+    # langchain-openai's default client is cached per process and bound to the event
+    # loop that first used it.
+    http_client = httpx.AsyncClient(
+        timeout=httpx.Timeout(policy.run_timeout, connect=10.0),
+        limits=httpx.Limits(
+            max_connections=settings.model_max_connections,
+            max_keepalive_connections=settings.model_max_connections,
+        ),
+    )
+    models: dict[Role, BaseChatModel] = {
+        role: ChatOpenAI(
+            model=config.model,
+            temperature=config.temperature,
+            max_completion_tokens=config.max_tokens,
+            api_key=api_key,
+            base_url=base_url,
+            # Usage on streamed answers must be asked for explicitly.
+            stream_usage=True,
+            # Retries belong to the graph's RetryPolicy, so each one is visible there.
+            max_retries=0,
+            timeout=policy.run_timeout,
+            http_async_client=http_client,
+        )
+        for role, config in roles.items()
+    }
+    return models, http_client

@@ -79,6 +79,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
         openapi_url=None,
     )
+    _add_middleware(app, settings)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(RedisError, storage_unavailable)
+    for module in (health, assistants, threads, thread_state, runs, stream, page, docs):
+        app.include_router(module.router)
+    app.mount("/static", page.static_files(), name="static")
+    return app
+
+
+def _add_middleware(app: FastAPI, settings: Settings) -> None:
+    """The middleware, innermost first: each one added wraps those before it."""
     app.add_middleware(PlainTextJson)
     if settings.cors_origins:
         # What LangGraph Studio and `useStream` need from a browser page: any method and
@@ -103,15 +114,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     # Added last, so it wraps everything: even a refused request gets an id and a line.
     app.add_middleware(RequestContext)
-    app.add_exception_handler(RequestValidationError, _invalid_request)
-    app.add_exception_handler(RedisError, storage_unavailable)
-    app.include_router(health.router)
-    app.include_router(assistants.router)
-    app.include_router(threads.router)
-    app.include_router(thread_state.router)
-    app.include_router(runs.router)
-    app.include_router(stream.router)
-    app.include_router(page.router)
-    app.include_router(docs.router)
-    app.mount("/static", page.static_files(), name="static")
-    return app

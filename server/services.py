@@ -160,9 +160,58 @@ def _observability(settings: Settings) -> Observability:
     return Observability(prices=PriceTable(settings.model_prices), tracing=tracing)
 
 
+def _engine(
+    settings: Settings,
+    memory: Memory,
+    graph: CompiledStateGraph[Any, RunContext, Any, Any],
+    stores: _Stores,
+    threads: Threads,
+    limits: RateLimits,
+    observability: Observability,
+) -> RunManager:
+    return RunManager(
+        graph=graph,
+        log=stores.log,
+        leases=stores.leases,
+        control=stores.control,
+        owner=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
+        lease_seconds=settings.run_lease_seconds,
+        wait_seconds=settings.multitask_wait_seconds,
+        queue_size=settings.send_queue_size,
+        spend_tokens=limits.spend_tokens,
+        observability=observability,
+        records=stores.run_records,
+        on_temporary_end=partial(_forget, memory, stores.run_records, threads),
+        on_start=threads.run_created,
+    )
+
+
+def _starter(
+    settings: Settings, runs: RunManager, threads: Threads, limits: RateLimits
+) -> RunStarter:
+    return RunStarter(
+        runs=runs, owners=threads.owners, limits=limits, max_messages=settings.max_messages,
+        max_chars=settings.max_message_chars, log_content=settings.log_content,
+    )  # fmt: skip
+
+
+async def _sampler(memory: Memory, settings: Settings) -> ResourceSampler:
+    sampler = ResourceSampler(
+        interval=settings.metrics_sample_seconds,
+        ping=memory.redis.ping if memory.redis is not None else None,
+    )
+    sampler.sample()
+    await sampler.check_redis()
+    return sampler
+
+
 @asynccontextmanager
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
-    """Build the service's parts, and take them down in order (runs drained first)."""
+    """Build the service's parts, and take them down in order (runs drained first).
+
+    The one composition root: the server, `alma chat` and the evaluations' graph
+    (`service_graph`) are built here.
+    """
     provider = ModelProvider.from_settings(settings)
     level = logging.WARNING if provider.is_simulated else logging.INFO
     logger.log(level, "model provider: %s", provider.description)
@@ -172,63 +221,27 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         threads = open_threads(memory.redis, keys=memory.keys, ttl=settings.ttl_seconds)
         limits = _limits(settings, memory)
         observability = _observability(settings)
-        runs = RunManager(
-            graph=graph,
-            log=stores.log,
-            leases=stores.leases,
-            control=stores.control,
-            owner=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
-            lease_seconds=settings.run_lease_seconds,
-            wait_seconds=settings.multitask_wait_seconds,
-            queue_size=settings.send_queue_size,
-            spend_tokens=limits.spend_tokens,
-            observability=observability,
-            records=stores.run_records,
-            on_temporary_end=partial(_forget, memory, stores.run_records, threads),
-            on_start=threads.run_created,
-        )
-        listener = asyncio.create_task(stores.control.listen(runs.on_control))
-        sampler = ResourceSampler(
-            interval=settings.metrics_sample_seconds,
-            ping=memory.redis.ping if memory.redis is not None else None,
-        )
-        sampler.sample()
-        await sampler.check_redis()
-        sampling = asyncio.create_task(sampler.run())
-        services = Services(
-            settings=settings,
-            provider=provider,
-            memory=memory,
-            graph=graph,
-            log=stores.log,
-            broker=runs.broker,
-            leases=stores.leases,
-            control=stores.control,
-            runs=runs,
-            starter=RunStarter(
-                runs=runs,
-                owners=threads.owners,
-                limits=limits,
-                max_messages=settings.max_messages,
-                max_chars=settings.max_message_chars,
-                log_content=settings.log_content,
-            ),  # fmt: skip
-            run_records=stores.run_records,
-            keys=KeyRing(settings.key_owners()),
-            owners=threads.owners,
-            threads=threads,
-            limits=limits,
-            instance=runs.owner,
-            observability=observability,
-            sampler=sampler,
-        )
+        runs = _engine(settings, memory, graph, stores, threads, limits, observability)
+        sampler = await _sampler(memory, settings)
+        tasks = [
+            asyncio.create_task(stores.control.listen(runs.on_control)),
+            asyncio.create_task(sampler.run()),
+        ]
         try:
-            yield services
+            yield Services(
+                settings=settings, provider=provider, memory=memory, graph=graph,
+                log=stores.log, broker=runs.broker, leases=stores.leases,
+                control=stores.control, runs=runs,
+                starter=_starter(settings, runs, threads, limits),
+                run_records=stores.run_records, keys=KeyRing(settings.key_owners()),
+                owners=threads.owners, threads=threads, limits=limits, instance=runs.owner,
+                observability=observability, sampler=sampler,
+            )  # fmt: skip
         finally:
             await runs.shutdown(settings.shutdown_grace_seconds)
             await runs.broker.close()
             await limits.aclose()
-            for task in (listener, sampling):
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

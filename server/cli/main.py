@@ -34,9 +34,7 @@ from server.settings import Settings, describe_errors, example_env, show_setting
 logger = logging.getLogger("alma")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="alma", description="ALMA agent service.")
-    commands = parser.add_subparsers(dest="command", required=True)
+def _add_chat(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     chat = commands.add_parser(
         "chat",
         help="talk to the manager graph in this process (no server needed)",
@@ -63,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
         f"{LOCAL_OWNER}, the owner of every caller when no API keys are configured)",
     )
     chat.add_argument("--verbose", "-v", action="store_true", help="log at debug level")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="alma", description="ALMA agent service.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_chat(commands)
     serve = commands.add_parser("serve", help="run the streaming service (HTTP, SSE, WebSocket)")
     serve.add_argument("--host", help="address to listen on (default: ALMA_HOST)")
     serve.add_argument("--port", type=int, help="port to listen on (default: ALMA_PORT)")
