@@ -22,11 +22,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import psutil
 import redis
+
+from memory.connection import redact_url
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT_S = 90.0
@@ -296,16 +297,6 @@ def local_redis() -> Iterator[RedisTarget]:
             _stop_redis(process)
 
 
-def redact(url: str) -> str:
-    """`url` without its password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")[2]
-    user = f"{parts.username}:***@" if parts.username else "***@"
-    return urlunsplit(parts._replace(netloc=user + netloc))
-
-
 @contextmanager
 def redis_target(url: str | None) -> Iterator[RedisTarget]:
     """The Redis at `url`, or a private one when `url` is `None`."""
@@ -313,4 +304,4 @@ def redis_target(url: str | None) -> Iterator[RedisTarget]:
         with local_redis() as target:
             yield target
     else:
-        yield RedisTarget(url=url, where=f"given: {redact(url)}")
+        yield RedisTarget(url=url, where=f"given: {redact_url(url)}")

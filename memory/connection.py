@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.asyncio
@@ -200,3 +201,13 @@ def check_server(info: dict[str, Any]) -> None:
         raise UnsupportedRedisError(
             f"Redis {version} is too old: ALMA needs Redis 6 or newer (or Valkey)"
         )
+
+
+def redact_url(url: str) -> str:
+    """`url` fit for a log or a report: its password, if any, masked."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    user = f"{parts.username}:***@" if parts.username else "***@"
+    return urlunsplit(parts._replace(netloc=user + host))

@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 
 from memory.aio import AsyncRedisSaver
 from memory.cache import AsyncRedisCache
-from memory.connection import UnsupportedRedisError, async_client
+from memory.connection import UnsupportedRedisError, async_client, redact_url
 from memory.keys import RedisKeys
 from memory.process import ProcessMemorySaver
 from memory.settings import MemorySettings
@@ -55,11 +55,6 @@ def _serde(settings: MemorySettings) -> SerializerProtocol:
     return EncryptedSerializer.from_pycryptodome_aes(key=key)
 
 
-def _redact(url: str) -> str:
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.rpartition('@')[2]}" if "@" in rest else url
-
-
 @asynccontextmanager
 async def open_memory(settings: MemorySettings) -> AsyncIterator[Memory]:
     """Connect to Redis when configured; otherwise, or if it is down, use process memory.
@@ -91,7 +86,7 @@ async def open_memory(settings: MemorySettings) -> AsyncIterator[Memory]:
         await saver.asetup()
     except (RedisError, OSError, UnsupportedRedisError) as exc:
         await client.aclose()
-        reason = f"Redis at {_redact(url)} cannot be used ({exc})"
+        reason = f"Redis at {redact_url(url)} cannot be used ({exc})"
         if settings.redis_required:
             raise RedisUnavailableError(f"{reason}; ALMA_REDIS_REQUIRED is set") from exc
         yield _in_process(reason, settings.cache_ttl)
@@ -108,7 +103,7 @@ async def open_memory(settings: MemorySettings) -> AsyncIterator[Memory]:
         checkpointer=saver,
         cache=cache,
         cache_ttl=settings.cache_ttl or None,
-        description=f"Redis at {_redact(url)} ({ttl})",
+        description=f"Redis at {redact_url(url)} ({ttl})",
         durable=True,
         redis=client,
         keys=RedisKeys(settings.redis_prefix),
