@@ -32,10 +32,12 @@ from server.engine.endings import RunEndings
 from server.engine.events import from_graph, lifecycle
 from server.engine.progress import note_api_message, note_protocol_event
 from server.engine.run import (
+    LEASE_LOST_MESSAGE,
     SHUTDOWN_MESSAGE,
     ApiRun,
     Run,
     api_event,
+    cancel_until_stopped,
     fork_point,
     mirrored,
     status_of,
@@ -99,7 +101,7 @@ class RunExecution:
         emitter = Emitter(
             thread_id=run.thread_id, first_seq=active.first_seq, log=self.log, broker=self.broker
         )
-        renewer = asyncio.create_task(self._keep_lease(run.thread_id, active))
+        renewer = asyncio.create_task(self._keep_lease(run, active, asyncio.current_task()))
         observe = self.observability
         observer = RunObserver(observe.prices, observe.model, on_task=emitter.emit_soon)
         config = self._config(run, observer)
@@ -114,9 +116,13 @@ class RunExecution:
         terminal["params"]["data"].update(
             await account(run, terminal, observer, self.observability.tracing)
         )
-        await emitter.emit(terminal)
+        if not run.lease_lost:
+            # A run that lost its lease leaves its end to be written by whoever takes
+            # the thread next (as for a run lost with its process): the thread's log
+            # may already be another run's.
+            await emitter.emit(terminal)
         await emitter.close()
-        if emitter.storage_error is not None:
+        if emitter.storage_error is not None and not run.lease_lost:
             self.endings.unlogged(run.thread_id, terminal)
         await self._record_end(run, terminal)
 
@@ -165,6 +171,9 @@ class RunExecution:
             return lifecycle("completed", run_id=run.run_id)
         except asyncio.CancelledError:
             run.winding_down = True
+            if run.lease_lost:
+                code = ErrorCode.WORKER_LOST
+                return lifecycle("failed", run_id=run.run_id, error=LEASE_LOST_MESSAGE, code=code)
             if not run.rollback:
                 await self._keep_partial_answer(run, config)
             why = SHUTDOWN_MESSAGE if self._draining() else "the run was cancelled"
@@ -246,14 +255,29 @@ class RunExecution:
             # A budget that cannot be charged must not fail an answer already given.
             logger.exception("could not charge %d tokens of run %s", tokens, run.run_id)
 
-    async def _keep_lease(self, thread_id: str, active: ActiveRun) -> None:
+    async def _keep_lease(
+        self, run: Run, active: ActiveRun, task: asyncio.Task[Any] | None
+    ) -> None:
+        """Renew the run's lease; if it was lost, stop the run (`task`)."""
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
             try:
-                await self.leases.renew(thread_id, active)
+                held = await self.leases.renew(run.thread_id, active)
             except Exception as exc:
                 # A renewal that fails now may succeed next time; the renewer lives on.
-                logger.warning("could not renew the lease of thread %s: %r", thread_id, exc)
+                logger.warning("could not renew the lease of thread %s: %r", run.thread_id, exc)
+                continue
+            if not held:
+                # The lease lapsed and the thread may be another run's by now: this run
+                # must write nothing more to it.
+                logger.error(
+                    "run %s lost the lease of thread %s; stopping it", run.run_id, run.thread_id,
+                    extra={"error_code": ErrorCode.WORKER_LOST},
+                )  # fmt: skip
+                run.lease_lost = True
+                if task is not None:
+                    await cancel_until_stopped(run, task)
+                return
 
     async def _keep_partial_answer(self, run: Run, config: RunnableConfig) -> None:
         # Text the user already saw is kept in the thread, marked as cancelled.

@@ -26,7 +26,7 @@ from server.engine.broker import Broker
 from server.engine.coordination import ActiveRun, Control, RunLeases
 from server.engine.endings import RunEndings
 from server.engine.execution import RunExecution
-from server.engine.run import NO_ACTIVE_RUN, Run, StartRequest, recorded
+from server.engine.run import NO_ACTIVE_RUN, Run, StartRequest, cancel_until_stopped, recorded
 from server.guard.refusals import Refusal, Refused
 from server.guard.validation import describe_invalid
 from server.langgraph_api.assistants import GRAPH_ID, MANAGER_ASSISTANT_ID, resolve_assistant
@@ -301,16 +301,7 @@ class RunManager:
         run.rollback = run.rollback or rollback
         if run.task is not None and not run.cancelled:
             run.cancelled = True
-            run.stopper = asyncio.create_task(self._cancel_until_stopped(run, run.task))
-
-    @staticmethod
-    async def _cancel_until_stopped(run: Run, task: asyncio.Task[None]) -> None:
-        # On Python 3.11, `asyncio.wait_for` (used inside redis-py) can swallow a
-        # cancellation that lands as its inner call completes; ask again until the run
-        # has stopped streaming (its wind-down must not be cancelled itself).
-        while not task.done() and not run.winding_down:
-            task.cancel()
-            await asyncio.wait({task}, timeout=0.25)
+            run.stopper = asyncio.create_task(cancel_until_stopped(run, run.task))
 
     async def on_control(self, message: dict[str, Any]) -> None:
         """Act on a message from another process (or this one)."""

@@ -86,6 +86,20 @@ class Run:
     stopper: asyncio.Task[None] | None = None
     rollback: bool = False
     """Cancelled with `rollback`: its checkpoints and record go when it stops."""
+    lease_lost: bool = False
+    """Its thread's lease lapsed: it stops, and writes nothing more to the thread."""
+
+
+async def cancel_until_stopped(run: Run, task: asyncio.Task[None]) -> None:
+    """Cancel `run`'s `task` until the run has stopped streaming.
+
+    On Python 3.11, `asyncio.wait_for` (used inside redis-py) can swallow a cancellation
+    that lands as its inner call completes: ask again until the run winds down (its
+    wind-down itself must not be cancelled).
+    """
+    while not task.done() and not run.winding_down:
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.25)
 
 
 def api_event(name: str, data: Any) -> dict[str, Any]:
@@ -106,6 +120,11 @@ SHUTDOWN_MESSAGE = (
     "the message again and another server will answer"
 )
 """How a run cut off by the end of its process's grace period ended."""
+LEASE_LOST_MESSAGE = (
+    "the server running this answer lost its hold on the conversation (its storage did "
+    "not answer in time) and stopped; send the message again"
+)
+"""How a run that lost its thread's lease ended."""
 LOST_MESSAGE = (
     "the server process running this answer stopped before it finished; "
     "the conversation keeps its last saved state — send the message again"

@@ -12,7 +12,7 @@ from memory.process import ProcessMemorySaver
 from nodes.models import ModelProvider
 from server.agent_protocol.messages import SubscribeParams, matches
 from server.engine import ApiRun, Run, RunManager, StartRequest
-from server.engine.coordination import MemoryControl, MemoryRunLeases
+from server.engine.coordination import ActiveRun, MemoryControl, MemoryRunLeases
 from server.engine.events import is_terminal, lifecycle, numbered
 from server.engine.run import Strategy
 from server.guard.refusals import Refusal, Refused
@@ -29,13 +29,15 @@ def start(strategy: Strategy = "reject", api: ApiRun | None = None) -> StartRequ
 
 
 @asynccontextmanager
-async def engine(*, ttft: float = 0.0, tokens_per_second: float = 0.0) -> AsyncIterator[RunManager]:
+async def engine(
+    *, ttft: float = 0.0, tokens_per_second: float = 0.0, lease_seconds: float = 30
+) -> AsyncIterator[RunManager]:
     provider = ModelProvider.simulated(ttft=ttft, tokens_per_second=tokens_per_second)
     graph = build_manager_graph(provider=provider, checkpointer=ProcessMemorySaver())
     control = MemoryControl()
     runs = RunManager(
         graph=graph, log=MemoryEventLog(maxlen=10_000), leases=MemoryRunLeases(),
-        control=control, owner="process-1", lease_seconds=30, wait_seconds=10,
+        control=control, owner="process-1", lease_seconds=lease_seconds, wait_seconds=10,
         queue_size=4096,
     )  # fmt: skip
     listener = asyncio.create_task(control.listen(runs.on_control))
@@ -162,3 +164,26 @@ async def test_a_subscriber_resumes_after_the_last_event_it_saw() -> None:
                 break
     wanted = SubscribeParams(channels=channels)
     assert replayed == [e for e in everything if e["seq"] > 10 and matches(e, wanted)]
+
+
+async def test_a_run_that_loses_its_threads_lease_stops_and_leaves_the_thread_alone() -> None:
+    # Its lease lapsed (a stalled process, a Redis fail-over) and another run took the
+    # thread: the run must stop writing to a thread that is no longer its own.
+    async with engine(tokens_per_second=20, lease_seconds=0.3) as runs:
+        subscription = await runs.broker.subscribe("t-1", SubscribeParams(channels=["messages"]))
+        run = await runs.start("t-1", start())
+        async for _ in subscription.events():
+            break  # it is answering
+        thief = ActiveRun(run_id="other-run", owner="process-2", first_seq=0)
+        await runs.leases.release("t-1", run.run_id)
+        assert await runs.leases.acquire("t-1", thief) is None
+        await finished(run)
+        events = await logged(runs, "t-1")
+        record = await runs.record("t-1", run.run_id)
+        state = await runs.graph.aget_state({"configurable": {"thread_id": "t-1"}})
+        holder = await runs.leases.holder("t-1")
+    assert ends(events) == []  # its end is for whoever takes the thread next to write
+    assert record is not None and record.status == "error"
+    assert record.error is not None and record.error["error"] == "worker_lost"
+    assert not any(m.type == "ai" for m in state.values.get("messages", []))
+    assert holder == thief
