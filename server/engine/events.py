@@ -118,11 +118,17 @@ class Logged(dict[str, Any]):
     Read it as the dict it is; never change it once numbered: `raw` would not follow.
     """
 
-    __slots__ = ("raw",)
+    __slots__ = ("data_raw", "raw")
 
-    def __init__(self, event: Mapping[str, Any], raw: bytes | None = None) -> None:
+    def __init__(
+        self, event: Mapping[str, Any], raw: bytes | None = None, data_raw: bytes | None = None
+    ) -> None:
         super().__init__(event)
-        self.raw: bytes = dumps(event) if raw is None else raw
+        self.data_raw = data_raw
+        """`params.data` as it was encoded, when it was encoded before the event (API events)."""
+        if raw is None:
+            raw = dumps(event if data_raw is None else _embedding(event, data_raw))
+        self.raw: bytes = raw
 
     @classmethod
     def decode(cls, raw: bytes) -> Logged:
@@ -130,12 +136,38 @@ class Logged(dict[str, Any]):
         return cls(orjson.loads(raw), raw)
 
 
+class PreEncoded(dict[str, Any]):
+    """An event whose `params.data` was encoded as it was made (`data_raw`).
+
+    Its encoding embeds those bytes rather than encoding the data again, and LangGraph
+    API frames send them as they are.
+    """
+
+    __slots__ = ("data_raw",)
+
+    def __init__(self, event: Mapping[str, Any], data_raw: bytes) -> None:
+        super().__init__(event)
+        self.data_raw = data_raw
+
+
+def _embedding(event: Mapping[str, Any], data_raw: bytes) -> dict[str, Any]:
+    # orjson copies a Fragment's bytes into the output as they are: no second encoding.
+    return {**event, "params": {**event["params"], "data": orjson.Fragment(data_raw)}}
+
+
 def numbered(event: Mapping[str, Any], seq: int) -> Logged:
     """The event with its place in the thread's log, encoded: the one encoding it gets.
 
     `seq` orders it in the thread; `event_id`, the same, is what a client resumes from.
     """
-    return Logged({**event, "seq": seq, "event_id": str(seq)})
+    data_raw = event.data_raw if isinstance(event, PreEncoded) else None
+    return Logged({**event, "seq": seq, "event_id": str(seq)}, data_raw=data_raw)
+
+
+def data_json(event: Mapping[str, Any]) -> bytes:
+    """An event's `params.data` as JSON: the bytes it was encoded as, when it kept them."""
+    data_raw = event.data_raw if isinstance(event, Logged | PreEncoded) else None
+    return data_raw if data_raw is not None else dumps(event["params"]["data"])
 
 
 def is_terminal(event: Mapping[str, Any]) -> bool:

@@ -7,10 +7,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
+
 from nodes.errors import ErrorCode
+from server.engine.events import PreEncoded
 from server.engine.progress import RunProgress
 from server.langgraph_api.assistants import GRAPH_ID, MANAGER_ASSISTANT_ID
-from server.langgraph_api.stream_modes import api_wire
+from server.langgraph_api.stream_modes import api_json
 from server.stores.run_records import RunRecord, RunStatus
 
 NO_ACTIVE_RUN = "the thread has no active run with that id"
@@ -102,14 +105,19 @@ async def cancel_until_stopped(run: Run, task: asyncio.Task[None]) -> None:
         await asyncio.wait({task}, timeout=0.25)
 
 
-def api_event(name: str, data: Any) -> dict[str, Any]:
-    """An API stream event for the thread's log (channel `api`, at the root namespace)."""
-    return {
+def api_event(name: str, data: Any) -> PreEncoded:
+    """An API stream event for the thread's log (channel `api`, at the root namespace).
+
+    Its data is encoded here, once: the log's copy and every SSE frame use those bytes.
+    """
+    data_raw = api_json(data)
+    event = {
         "type": "event",
         "method": "api",
         "params": {"namespace": [], "timestamp": int(time.time() * 1000), "event": name,
-                   "data": api_wire(data)},
+                   "data": orjson.loads(data_raw)},
     }  # fmt: skip
+    return PreEncoded(event, data_raw)
 
 
 _STATUS = {"completed": "success", "interrupted": "interrupted"}

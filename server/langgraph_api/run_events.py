@@ -17,7 +17,7 @@ import orjson
 
 from nodes.errors import ErrorCode
 from server.agent_protocol.messages import SubscribeParams
-from server.engine.events import dumps, is_terminal
+from server.engine.events import data_json, is_terminal
 from server.services import Services
 from server.stores.run_records import ACTIVE, RunRecord
 from server.web.sse import frame
@@ -105,7 +105,7 @@ async def sse_frames(
                 return
             continue
         if inside and event["method"] == "api" and _wanted(params["event"], modes):
-            yield frame(params["event"], dumps(params["data"]), str(event["seq"]))
+            yield frame(params["event"], data_json(event), str(event["seq"]))
 
 
 def seq_of_event_id(value: str | None) -> int | None:

@@ -40,9 +40,14 @@ def _api_default(value: Any) -> Any:
     return json_default(value)
 
 
+def api_json(value: Any) -> bytes:
+    """`value` as JSON, written as LangGraph's server writes it."""
+    return orjson.dumps(value, default=_api_default, option=orjson.OPT_NON_STR_KEYS)
+
+
 def api_wire(value: Any) -> Any:
     """`value` as plain JSON data, written as LangGraph's server writes it."""
-    return orjson.loads(orjson.dumps(value, default=_api_default, option=orjson.OPT_NON_STR_KEYS))
+    return orjson.loads(api_json(value))
 
 
 def graph_modes(modes: Iterable[str]) -> list[StreamMode]:

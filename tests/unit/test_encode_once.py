@@ -62,3 +62,33 @@ def test_each_event_is_encoded_once_however_many_clients_hear_it(
     assert len(seqs) > 20 and seqs == sorted(set(seqs))
     assert {seq: encodings[seq] for seq in seqs} == dict.fromkeys(seqs, 1)
     assert separately == []
+
+
+def test_an_api_runs_data_is_encoded_once_for_the_log_and_its_stream(
+    app_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The graph's chunks are plain data: count how often each one, or its copy, is
+    # encoded while a streamed LangGraph-API run goes out. An event's envelope embeds
+    # its encoded data; it is not counted here.
+    encodings: Counter[bytes] = Counter()
+    encode = orjson.dumps
+
+    def counted(value: Any, *args: Any, **kwargs: Any) -> bytes:
+        out = encode(value, *args, **kwargs)
+        if not (isinstance(value, Mapping) and ("seq" in value or "method" in value)):
+            encodings[out] += 1
+        return out
+
+    thread = app_client.post("/threads", json={}).json()["thread_id"]
+    body = {**START, "stream_mode": ["values", "updates", "messages-tuple"]}
+    monkeypatch.setattr(orjson, "dumps", counted)
+    with app_client.stream("POST", f"/threads/{thread}/runs/stream", json=body) as response:
+        frames = [
+            line.removeprefix("data: ").encode()
+            for line in response.iter_lines()
+            if line.startswith("data: ")
+        ]
+    monkeypatch.undo()
+
+    assert len(frames) >= 5
+    assert {data: encodings[data] for data in frames} == dict.fromkeys(frames, 1)
