@@ -15,7 +15,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from server.engine.events import is_terminal
+from server.engine.events import run_end
 
 
 class CommandError(Exception):
@@ -117,9 +117,8 @@ class ProtocolClient:
         A thread's log also holds other runs' ends, replayed or re-logged: none of those
         is one of this client's.
         """
-        if not is_terminal(event):
-            return False
-        return not self.started or event["params"]["data"].get("run_id") in self.started
+        end = run_end(event)
+        return end is not None and (not self.started or end.run_id in self.started)
 
     async def until_terminal(self, timeout: float = 60) -> list[dict[str, Any]]:
         """Events up to and including the end of the run (see `ends_run`)."""

@@ -19,7 +19,7 @@ from nodes.run_context import RunContext
 from server.agent_protocol.client import ProtocolClient
 from server.agent_protocol.messages import SubscribeParams
 from server.engine import StartRequest
-from server.engine.events import is_terminal
+from server.engine.events import RunEnd, run_end
 from server.langgraph_api.assistants import MANAGER_ASSISTANT_ID
 from server.services import Services
 
@@ -211,8 +211,8 @@ async def _events_of(client: ProtocolClient) -> AsyncIterator[dict[str, Any]]:
 
 async def _show_events(
     printer: RunPrinter, events: AsyncIterator[Mapping[str, Any]], runs: Container[str]
-) -> dict[str, Any]:
-    """Print protocol events until one of `runs` ends; its terminal event's data."""
+) -> RunEnd:
+    """Print protocol events until one of `runs` ends; how it ended."""
     async for event in events:
         params, data = event["params"], event["params"]["data"]
         if event["method"] == "messages" and data.get("event") == "content-block-delta":
@@ -223,15 +223,15 @@ async def _show_events(
             printer.progress(data.get("payload"))
         elif event["method"] == "updates" and not params.get("namespace"):
             printer.update(data.get("values"))
-        elif is_terminal(event) and data.get("run_id") in runs:
-            return dict(data)
+        elif (end := run_end(event)) is not None and end.run_id in runs:
+            return end
     raise ConnectionError("the run's events ended before the run did")
 
 
-def _with_ending(state: dict[str, Any], ending: dict[str, Any]) -> dict[str, Any]:
-    if ending.get("event") == "failed" and not state.get("error"):
+def _with_ending(state: dict[str, Any], end: RunEnd) -> dict[str, Any]:
+    if end.ending == "failed" and not state.get("error"):
         # Ended by the server (cancelled, storage lost), not by the graph.
-        state["error"] = {"code": ending.get("code"), "message": ending.get("error")}
+        state["error"] = {"code": end.code, "message": end.error}
     return state
 
 

@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 from nodes.errors import ErrorCode
 from server.engine.broker import Broker
 from server.engine.coordination import RunLeases
-from server.engine.events import is_terminal, lifecycle, numbered
+from server.engine.events import RunEnd, is_terminal, lifecycle, numbered, run_end, run_started
 from server.engine.run import LOST_MESSAGE, status_of
 from server.observability import metrics
 from server.stores.event_log import EventLog
@@ -68,13 +68,8 @@ class RunEndings:
             self.broker.publish(thread_id, events)
             return last + 1
         recent = await self.log.read(thread_id, max(0, last - 1000), limit=1000)
-        started = next(
-            (e for e in reversed(recent)
-             if e["method"] == "lifecycle" and not e["params"].get("namespace")
-             and e["params"]["data"].get("event") == "running"),
-            None,
-        )  # fmt: skip
-        run_id = started["params"]["data"].get("run_id", "unknown") if started else "unknown"
+        started = (run_started(e) for e in reversed(recent))
+        run_id = next((found for found in started if found), None) or "unknown"
         ending = lifecycle(
             "failed",
             run_id=str(run_id),
@@ -108,19 +103,19 @@ class RunEndings:
             if holder is not None and holder.run_id == record.run_id:
                 continue
             end = await self.logged_end(record)
-            data = end["params"]["data"] if end else {}
             record.status = status_of(end) if end else "error"
             if record.status == "error":
-                record.error = {"error": data.get("code") or ErrorCode.WORKER_LOST,
-                                "message": data.get("error") or LOST_MESSAGE}  # fmt: skip
+                record.error = {"error": (end and end.code) or ErrorCode.WORKER_LOST,
+                                "message": (end and end.error) or LOST_MESSAGE}  # fmt: skip
             with contextlib.suppress(RedisError, OSError):
                 await self.records.put(record)
         return records
 
-    async def logged_end(self, record: RunRecord) -> dict[str, Any] | None:
+    async def logged_end(self, record: RunRecord) -> RunEnd | None:
         """The root end of `record`'s run in its thread's log, if it got there."""
         after = max(0, record.first_seq - 1)
         for event in await self.log.read(record.thread_id, after, limit=100_000):
-            if is_terminal(event) and event["params"]["data"].get("run_id") == record.run_id:
-                return event
+            end = run_end(event)
+            if end is not None and end.run_id == record.run_id:
+                return end
         return None

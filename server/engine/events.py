@@ -5,12 +5,15 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
 from langchain_core.messages import BaseMessage
 from langgraph.types import Overwrite
 from pydantic import BaseModel
+
+from nodes.errors import ErrorCode
 
 Terminal = Literal["completed", "failed", "interrupted"]
 
@@ -170,8 +173,59 @@ def data_json(event: Mapping[str, Any]) -> bytes:
     return data_raw if data_raw is not None else dumps(event["params"]["data"])
 
 
+Ending = Literal["completed", "failed", "interrupted"]
+_ENDINGS: frozenset[str] = frozenset(("completed", "failed", "interrupted"))
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    """How a run ended, as its terminal event says."""
+
+    run_id: str
+    ending: Ending
+    code: str | None = None
+    """One of `ErrorCode`, for a run that failed (`cancelled` for a stopped one)."""
+    error: str | None = None
+    """Why it failed, in words a user can act on."""
+
+    @property
+    def errored(self) -> bool:
+        """Failed other than by being cancelled: an error to report."""
+        return self.ending == "failed" and self.code != ErrorCode.CANCELLED
+
+
+def _root_lifecycle(event: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    if event.get("method") != "lifecycle" or event["params"].get("namespace"):
+        return None
+    data: Mapping[str, Any] = event["params"]["data"]
+    return data
+
+
+def run_end(event: Mapping[str, Any]) -> RunEnd | None:
+    """The run's end, if `event` is one: a root lifecycle completed / failed / interrupted."""
+    data = _root_lifecycle(event)
+    if data is None or data.get("event") not in _ENDINGS:
+        return None
+    return RunEnd(
+        run_id=str(data.get("run_id", "")),
+        ending=data["event"],
+        code=data.get("code"),
+        error=data.get("error"),
+    )
+
+
+def run_started(event: Mapping[str, Any]) -> str | None:
+    """The id of the run `event` starts, if it is a root `running`."""
+    data = _root_lifecycle(event)
+    return str(data.get("run_id", "")) if data and data.get("event") == "running" else None
+
+
 def is_terminal(event: Mapping[str, Any]) -> bool:
     """Whether an event ends a run: a root lifecycle completed / failed / interrupted."""
-    if event.get("method") != "lifecycle" or event["params"].get("namespace"):
-        return False
-    return event["params"]["data"].get("event") in ("completed", "failed", "interrupted")
+    return run_end(event) is not None
+
+
+def ends_run(event: Mapping[str, Any], run_id: str) -> bool:
+    """Whether `event` ends the run `run_id`."""
+    end = run_end(event)
+    return end is not None and end.run_id == run_id

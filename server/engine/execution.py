@@ -29,7 +29,7 @@ from server.engine.broker import Broker
 from server.engine.coordination import ActiveRun, RunLeases
 from server.engine.emitter import Emitter
 from server.engine.endings import RunEndings
-from server.engine.events import from_graph, lifecycle
+from server.engine.events import from_graph, lifecycle, run_end
 from server.engine.progress import note_api_message, note_protocol_event
 from server.engine.run import (
     LEASE_LOST_MESSAGE,
@@ -239,11 +239,12 @@ class RunExecution:
                 await self.graph.checkpointer.adelete_for_runs([run.run_id])  # type: ignore[union-attr]
                 await self.records.delete(run.thread_id, run.run_id)
                 return
-            record.status = status_of(terminal)
-            data = terminal["params"]["data"]
+            end = run_end(terminal)
+            assert end is not None, "a run's terminal event is a run end"
+            record.status = status_of(end)
             if record.status == "error":
-                record.error = {"error": data.get("code") or ErrorCode.INTERNAL,
-                                "message": data.get("error") or ""}  # fmt: skip
+                record.error = {"error": end.code or ErrorCode.INTERNAL,
+                                "message": end.error or ""}  # fmt: skip
             await self.records.put(record)
 
     async def _charge(self, run: Run, tokens: int) -> None:

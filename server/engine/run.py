@@ -10,7 +10,7 @@ from typing import Any, Literal
 import orjson
 
 from nodes.errors import ErrorCode
-from server.engine.events import PreEncoded
+from server.engine.events import PreEncoded, RunEnd
 from server.engine.progress import RunProgress
 from server.langgraph_api.assistants import GRAPH_ID, MANAGER_ASSISTANT_ID
 from server.langgraph_api.stream_modes import api_json
@@ -120,9 +120,6 @@ def api_event(name: str, data: Any) -> PreEncoded:
     return PreEncoded(event, data_raw)
 
 
-_STATUS = {"completed": "success", "interrupted": "interrupted"}
-
-
 SHUTDOWN_MESSAGE = (
     "the server shut down before the answer finished; what was written is kept — send "
     "the message again and another server will answer"
@@ -140,12 +137,13 @@ LOST_MESSAGE = (
 """How a run lost with its process (or its storage) ended, in words a user can act on."""
 
 
-def status_of(terminal: dict[str, Any]) -> RunStatus:
-    """A run's record status, from its terminal event."""
-    data = terminal["params"]["data"]
-    if data["event"] in _STATUS:
-        return _STATUS[data["event"]]  # type: ignore[return-value]
-    return "interrupted" if data.get("code") == ErrorCode.CANCELLED else "error"
+def status_of(end: RunEnd) -> RunStatus:
+    """A run's record status, from how it ended."""
+    if end.ending == "completed":
+        return "success"
+    if end.ending == "interrupted" or end.code == ErrorCode.CANCELLED:
+        return "interrupted"
+    return "error"
 
 
 def mirrored(request: StartRequest, run_id: str, thread_id: str) -> dict[str, Any]:

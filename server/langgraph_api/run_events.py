@@ -17,7 +17,7 @@ import orjson
 
 from nodes.errors import ErrorCode
 from server.agent_protocol.messages import SubscribeParams
-from server.engine.events import data_json, is_terminal
+from server.engine.events import data_json, ends_run, is_terminal, run_end, run_started
 from server.services import Services
 from server.stores.run_records import ACTIVE, RunRecord
 from server.web.sse import frame
@@ -52,12 +52,12 @@ async def run_events(
             if start is not None:
                 for event in await services.log.read(thread_id, start, limit=100_000):
                     yield event
-                    if is_terminal(event) and event["params"]["data"].get("run_id") == run_id:
+                    if ends_run(event, run_id):
                         return
             return
         async for event in subscription.events():
             yield event
-            if is_terminal(event) and event["params"]["data"].get("run_id") == run_id:
+            if ends_run(event, run_id):
                 return
     finally:
         services.broker.unsubscribe(subscription)
@@ -90,17 +90,12 @@ async def sse_frames(
     async for event in run_events(services, record, since):
         params = event["params"]
         if event["method"] == "lifecycle":
-            data = params["data"]
-            if data.get("run_id") != run_id:
-                continue
-            if data.get("event") == "running":
+            end = run_end(event)
+            if run_started(event) == run_id:
                 inside = True
-            elif is_terminal(event):
-                if data.get("event") == "failed" and data.get("code") != ErrorCode.CANCELLED:
-                    error = {
-                        "error": data.get("code") or ErrorCode.INTERNAL,
-                        "message": data.get("error"),
-                    }
+            elif end is not None and end.run_id == run_id:
+                if end.errored:
+                    error = {"error": end.code or ErrorCode.INTERNAL, "message": end.error}
                     yield frame("error", orjson.dumps(error), str(event["seq"]))
                 return
             continue
@@ -126,10 +121,9 @@ async def outcome(services: Services, record: RunRecord) -> Any:
         params = event["params"]
         if event["method"] == "api" and params["event"] == "values":
             values = params["data"]
-        elif is_terminal(event) and params["data"].get("run_id") == record.run_id:
-            data = params["data"]
-            if data.get("event") == "failed" and data.get("code") != ErrorCode.CANCELLED:
-                return {"__error__": {"error": data.get("code"), "message": data.get("error")}}
+        elif (end := run_end(event)) is not None and end.run_id == record.run_id:
+            if end.errored:
+                return {"__error__": {"error": end.code, "message": end.error}}
     if values is None:
         state = await services.graph.aget_state({"configurable": {"thread_id": record.thread_id}})
         values = dict(state.values)

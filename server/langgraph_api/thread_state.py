@@ -16,8 +16,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.types import Interrupt, PregelTask, StateSnapshot
 from typing_extensions import TypedDict
 
-from nodes.errors import ErrorCode
-from server.engine.events import is_terminal
+from server.engine.events import run_end
 from server.langgraph_api.stream_modes import api_wire
 from server.langgraph_api.stream_modes import checkpoint_of as api_checkpoint_of
 from server.services import Services
@@ -160,17 +159,15 @@ def thread_state(snapshot: StateSnapshot) -> ThreadStatePublic:
 
 def _failure(last_event: Mapping[str, Any] | None, snapshot: StateSnapshot) -> ThreadError | None:
     """How the thread's last run failed, if it did and no state was written since."""
-    if last_event is None or not is_terminal(last_event):
-        return None
-    data = last_event["params"]["data"]
-    if data.get("event") != "failed" or data.get("code") == ErrorCode.CANCELLED:
+    end = run_end(last_event) if last_event is not None else None
+    if last_event is None or end is None or not end.errored:
         return None  # a cancelled run is not an error, in ALMA as in LangGraph
     # The event's time is whole milliseconds, cut down: a checkpoint written in the
     # same millisecond, before it, must not look later.
     ended = datetime.fromtimestamp((last_event["params"]["timestamp"] + 1) / 1000, UTC)
     if snapshot.created_at and datetime.fromisoformat(snapshot.created_at) > ended:
         return None  # a state update (an edit, a fork) after the failure moved on
-    return {"error": str(data.get("code") or "error"), "message": str(data.get("error") or "")}
+    return {"error": end.code or "error", "message": end.error or ""}
 
 
 async def read_thread(services: Services, record: ThreadRecord) -> ThreadPublic:
