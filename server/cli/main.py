@@ -23,13 +23,14 @@ from memory.factory import RedisUnavailableError
 from nodes.errors import AlmaError
 from nodes.run_context import RunContext
 from server.agent_protocol.client import CommandError, open_thread
+from server.cli.config import describe_errors, example_env, show_settings
 from server.cli.terminal import Style, render_engine_run, render_remote_run
 from server.guard.auth import LOCAL_OWNER, new_key
 from server.guard.refusals import Refused
 from server.observability.logs import configure_logging
 from server.observability.metrics import MULTIPROC_ENV
 from server.services import open_services
-from server.settings import Settings, describe_errors, example_env, show_settings
+from server.settings import Settings
 
 logger = logging.getLogger("alma")
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from server.cli.config import env_names, example_env, show_settings
 from server.guard.auth import KeyRing, new_key
-from server.settings import Settings, env_names, example_env, show_settings
+from server.settings import Settings
 from tests.utils.processes import ROOT
 
 
