@@ -2,7 +2,7 @@
 
 Point `ChatOpenAI(base_url=...)` (or any OpenAI client) at it to drive the real provider
 path — HTTP, SSE streaming, usage, tool calls, structured output, 429/500/timeouts —
-with no network and no cost. Replies come from `nodes.simulated.simulate_reply` and are
+with no network and no cost. Replies come from `nodes.simulated_replies.simulate_reply` and are
 counted with `nodes.context.TokenCounter`, so they match the in-process simulated model.
 
 Run it with `python -m loadtests.openai_endpoint --profile realistic --fault-rate 0.05`;
@@ -54,7 +54,8 @@ from loadtests.openai_wire import (
     Usage,
 )
 from nodes.context import TokenCounter
-from nodes.simulated import FAULTS, Fault, simulate_reply
+from nodes.simulated import FAULTS, Fault
+from nodes.simulated_replies import simulate_reply
 
 __all__ = [
     "FAULTS",

@@ -9,7 +9,8 @@ from nodes.prompts import (
     WRITER_SYSTEM,
 )
 from nodes.router import RouteChoice
-from nodes.simulated import SimulatedChatModel, simulate_reply
+from nodes.simulated import SimulatedChatModel
+from nodes.simulated_replies import simulate_reply
 
 HAIKU = [SystemMessage(WRITER_SYSTEM), HumanMessage("Write a haiku about rivers")]
 
