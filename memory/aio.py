@@ -18,12 +18,13 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from memory.base import BaseRedisSaver, Batch, Steps, advance
+from memory.base import BaseRedisSaver
 from memory.connection import (
     async_client,
     check_server,
     execute_replaying,
 )
+from memory.steps import Batch, Steps, advance
 
 
 class AsyncRedisSaver(BaseRedisSaver):

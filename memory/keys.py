@@ -7,7 +7,7 @@ transactions touch one node. An owner's index and a key's connection slots are t
 by the owner and the key the same way.
 
 - `<p>:{T}:order`, `:checkpoints`, `:blobs`, `:writes`, `:write_index`: the thread's
-  checkpoints (their contents: `memory/base.py`); `<p>:run:{R}`: what run `R` wrote
+  checkpoints (their contents: `memory/layout.py`); `<p>:run:{R}`: what run `R` wrote
 - `<p>:{T}:events` (stream): the thread's numbered events, for replay and resume
 - `<p>:{T}:owner`, `:thread`, `:runs`, `:active`: its owner, record, run records and
   the lease of its running run

@@ -18,8 +18,9 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from redis.cluster import RedisCluster
 
-from memory.base import BaseRedisSaver, Batch, Steps, advance
+from memory.base import BaseRedisSaver
 from memory.connection import BATCH_ATTEMPTS, REPLAYABLE, check_server, replay_delay, sync_client
+from memory.steps import Batch, Steps, advance
 
 
 class RedisSaver(BaseRedisSaver):
