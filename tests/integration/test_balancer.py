@@ -59,6 +59,7 @@ async def test_a_run_is_resumed_and_replayed_through_whichever_process_answers(
         await socket.subscribe("lifecycle", "messages")
         await socket.start(ANALYTICAL, context={"max_plan_steps": 2})
         seen = [await socket.next_event() for _ in range(20)]
+    assert seen[-1] is not None
     # Each reconnection may land on either process; the stream continues regardless.
     rest: list[dict[str, Any]] = []
     since = seen[-1]["seq"]

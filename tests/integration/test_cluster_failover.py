@@ -73,7 +73,7 @@ def pair(cluster: RedisCluster) -> Iterator[tuple[Service, Service]]:
 async def cluster_nodes(port: int) -> dict[str, dict[str, Any]]:
     """`CLUSTER NODES` as one node sees it, by `host:port`."""
     async with Redis(port=port) as client:
-        view: dict[str, dict[str, Any]] = await client.execute_command("CLUSTER NODES")
+        view: dict[str, dict[str, Any]] = await client.cluster("NODES")
     return {address.split("@")[0]: entry for address, entry in view.items()}
 
 

@@ -25,7 +25,12 @@ pytestmark = pytest.mark.integration
 ALICE, ALICE_ENTRY = new_key("alice")
 BOB, BOB_ENTRY = new_key("bob")
 THREADS = ("alice-fuzz", "bob-own")
-NOTHING = ({}, {"values": {}}, {"checkpoints": []}, {"restored": True, "missed_events": 0})
+NOTHING: tuple[dict[str, Any], ...] = (
+    {},
+    {"values": {}},
+    {"checkpoints": []},
+    {"restored": True, "missed_events": 0},
+)
 """What a command on another owner's thread may answer: what a missing thread answers."""
 
 

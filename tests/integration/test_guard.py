@@ -97,7 +97,7 @@ async def test_another_owners_thread_is_out_of_reach_everywhere(guarded: Service
     # Every command answers on her thread as on an id nobody has used: no answer tells
     # Bob the id is taken, except that he cannot start a run there.
     unused = thread()
-    reads = {
+    reads: dict[str, dict[str, Any]] = {
         "state.get": {},
         "state.listCheckpoints": {},
         "run.cancel": {"run_id": run_id},
@@ -232,7 +232,7 @@ async def test_two_processes_enforce_one_run_limit(redis: RedisServer) -> None:
         alma_service(redis.url, prefix="limits", env=env) as first,
         alma_service(redis.url, prefix="limits", env=env) as second,
     ):
-        start = {"assistant_id": "manager", "input": HAIKU}
+        start: dict[str, Any] = {"assistant_id": "manager", "input": HAIKU}
         answers = [
             await command(first, thread(), ALICE, "run.start", **start),
             await command(second, thread(), ALICE, "run.start", **start),

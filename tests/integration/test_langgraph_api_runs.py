@@ -22,6 +22,7 @@ from langgraph_sdk.errors import ConflictError
 
 from server.agent_protocol.client import open_thread
 from server.guard.auth import new_key
+from tests.utils.answers import as_json
 from tests.utils.langgraph_dev import langgraph_dev
 from tests.utils.redis_server import RedisServer
 from tests.utils.service import alma_service
@@ -29,10 +30,12 @@ from tests.utils.shapes import differences
 
 pytestmark = pytest.mark.integration
 
-ANALYTICAL = {"messages": [{"role": "user", "content": "Compare quicksort and mergesort"}]}
-LONG_ANALYSIS = {"router": "heuristic", "max_plan_steps": 6}
-SHORT_ANALYSIS = {"router": "heuristic", "max_plan_steps": 2}
-HAIKU = {"messages": [{"role": "user", "content": "Write a haiku about rivers"}]}
+ANALYTICAL: dict[str, Any] = {
+    "messages": [{"role": "user", "content": "Compare quicksort and mergesort"}]
+}
+LONG_ANALYSIS: dict[str, Any] = {"router": "heuristic", "max_plan_steps": 6}
+SHORT_ANALYSIS: dict[str, Any] = {"router": "heuristic", "max_plan_steps": 2}
+HAIKU: dict[str, Any] = {"messages": [{"role": "user", "content": "Write a haiku about rivers"}]}
 PACE = {"ALMA_SIMULATED_TOKENS_PER_SECOND": "150"}
 """Runs of a second or more, so that cancels and second runs meet a running one."""
 
@@ -200,13 +203,13 @@ async def test_cancel_interrupts_or_rolls_back_a_running_run(servers: Pair) -> N
             run = await client.runs.create(thread_id, "manager", input=ANALYTICAL,
                                            context=LONG_ANALYSIS)  # fmt: skip
             await _until_running(client, thread_id, run["run_id"])
-            await client.runs.cancel(thread_id, run["run_id"], action=action)  # type: ignore[arg-type]
+            await client.runs.cancel(thread_id, run["run_id"], action=action)
             if action == "rollback":
                 await _until_gone(client, thread_id, run["run_id"])
             else:
                 await client.runs.join(thread_id, run["run_id"])
             state = await client.threads.get_state(thread_id)
-            texts = [m["content"] for m in state["values"]["messages"]]  # type: ignore[call-overload,index]
+            texts = [m["content"] for m in as_json(state)["values"]["messages"]]
             if action == "rollback":
                 after = await client.threads.get_history(thread_id, limit=100)
                 # ALMA deletes the run's checkpoints before its record; langgraph dev
@@ -218,7 +221,7 @@ async def test_cancel_interrupts_or_rolls_back_a_running_run(servers: Pair) -> N
                     after = await client.threads.get_history(thread_id, limit=100)
                 assert len(after) == len(before), "the rolled-back run's checkpoints stay"
                 state = await client.threads.get_state(thread_id)
-                texts = [m["content"] for m in state["values"]["messages"]]  # type: ignore[call-overload,index]
+                texts = [m["content"] for m in as_json(state)["values"]["messages"]]
                 assert texts[-2:][0] == HAIKU["messages"][0]["content"]
             else:
                 got = await client.runs.get(thread_id, run["run_id"])
@@ -267,16 +270,17 @@ async def test_each_multitask_strategy_behaves_as_in_langgraph_dev(servers: Pair
                     thread_id,
                     "manager",
                     input=HAIKU,
-                    multitask_strategy=strategy,  # type: ignore[arg-type]
+                    multitask_strategy=strategy,
                 )
                 await client.runs.join(thread_id, second["run_id"])
                 second_status = (await client.runs.get(thread_id, second["run_id"]))["status"]
+            first_status: str | int
             try:
                 first_status = (await client.runs.get(thread_id, first["run_id"]))["status"]
             except httpx.HTTPStatusError as exc:
                 first_status = exc.response.status_code
             state = await client.threads.get_state(thread_id)
-            kinds = [m["type"] for m in state["values"]["messages"]]  # type: ignore[call-overload,index]
+            kinds = [m["type"] for m in as_json(state)["values"]["messages"]]
             outcomes.setdefault(name, []).append((strategy, first_status, second_status, kinds))
     # Both servers give every run the same status. What the thread keeps of a run that
     # was stopped for the next one is racy in langgraph dev 0.16.7 (under load it may
@@ -298,7 +302,9 @@ async def test_a_client_that_leaves_a_cancel_on_disconnect_stream_stops_the_run(
     alma, _ = servers.clients()
     thread_id = await new_thread(alma)
     streamed = ""
-    poem = {"messages": [{"role": "user", "content": "Write a long poem about the sea"}]}
+    poem: dict[str, Any] = {
+        "messages": [{"role": "user", "content": "Write a long poem about the sea"}]
+    }
     async for part in alma.runs.stream(
         thread_id, "manager", input=poem, stream_mode="messages-tuple", stream_subgraphs=True,
         on_disconnect="cancel",
@@ -310,7 +316,7 @@ async def test_a_client_that_leaves_a_cancel_on_disconnect_stream_stops_the_run(
     run_id = (await alma.runs.list(thread_id))[0]["run_id"]
     await _until_status(alma, thread_id, run_id, "interrupted")
     state = await alma.threads.get_state(thread_id)
-    messages = state["values"]["messages"]  # type: ignore[call-overload,index]
+    messages = as_json(state)["values"]["messages"]
     # What was streamed is kept, marked as cancelled; the poem never finished.
     assert messages[-1]["response_metadata"].get("cancelled") is True
     assert messages[-1]["content"].startswith(streamed)

@@ -6,9 +6,9 @@ answers are compared by shape (`tests.utils.shapes`) and by content.
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -21,8 +21,10 @@ from langgraph_sdk.errors import (
     NotFoundError,
     UnprocessableEntityError,
 )
+from langgraph_sdk.schema import Checkpoint
 
 from server.guard.auth import new_key
+from tests.utils.answers import as_json, each_as_json
 from tests.utils.langgraph_dev import langgraph_dev
 from tests.utils.redis_server import RedisServer
 from tests.utils.service import Service, alma_service
@@ -33,7 +35,7 @@ pytestmark = pytest.mark.integration
 ALICE, ALICE_ENTRY = new_key("alice")
 BOB, BOB_ENTRY = new_key("bob")
 ANALYTICAL = "Compare quicksort and mergesort for 10M integers"
-CONTEXT = {"router": "heuristic", "max_plan_steps": 2}
+CONTEXT: dict[str, Any] = {"router": "heuristic", "max_plan_steps": 2}
 CHECKPOINT_METADATA = ("source", "step", "parents")
 """What ALMA's and dev's checkpoint metadata share; the rest describes each server's runs."""
 
@@ -68,12 +70,8 @@ async def clients(
 
 async def finish_run(client: LangGraphClient, thread_id: str, text: str = ANALYTICAL) -> None:
     """Run the manager on the thread, to its end, through LangGraph's runs API."""
-    await client.runs.wait(
-        thread_id,
-        "manager",
-        input={"messages": [{"role": "user", "content": text}]},
-        context=CONTEXT,
-    )
+    question: dict[str, Any] = {"messages": [{"role": "user", "content": text}]}
+    await client.runs.wait(thread_id, "manager", input=question, context=CONTEXT)
 
 
 async def thread_with_a_run(client: LangGraphClient, **metadata: Any) -> str:
@@ -142,11 +140,11 @@ def comparable(state: Any) -> Any:
     return state
 
 
-def texts(state: dict[str, Any]) -> list[tuple[str, str]]:
+def texts(state: Mapping[str, Any]) -> list[tuple[str, str]]:
     return [(m["type"], m["content"]) for m in state["values"]["messages"]]
 
 
-def steps(history: list[dict[str, Any]]) -> list[tuple[int, str, list[str], list[str]]]:
+def steps(history: Sequence[Mapping[str, Any]]) -> list[tuple[int, str, list[str], list[str]]]:
     """Each checkpoint's step, source, next nodes and task names, newest first."""
     return [
         (s["metadata"]["step"], s["metadata"]["source"], s["next"], [t["name"] for t in s["tasks"]])
@@ -164,7 +162,7 @@ async def test_a_new_thread_and_its_empty_state_are_dev_s(
     made = await ours.threads.create(metadata={"n": 1}, graph_id="manager")
     expected = await theirs.threads.create(metadata={"n": 1}, graph_id="manager")
     same_shape(made, expected)
-    for thread in (made, expected):
+    for thread in (as_json(made), as_json(expected)):
         assert thread["metadata"] == {"n": 1, "graph_id": "manager"}
         assert (thread["status"], thread["values"], thread["config"]) == ("idle", None, {})
         assert thread["created_at"] == thread["updated_at"] == thread["state_updated_at"]
@@ -219,8 +217,9 @@ async def test_update_merges_metadata_and_may_answer_nothing(
         )
         assert updated["metadata"] == {"n": None, "keep": "yes", "extra": "x"}
         assert updated["updated_at"] > thread["updated_at"]
-        assert updated["state_updated_at"] == thread["state_updated_at"]
-        nothing = await client.threads.update(
+        assert as_json(updated)["state_updated_at"] == as_json(thread)["state_updated_at"]
+        # The SDK types a minimal update's answer as None: this checks that it is.
+        nothing = await client.threads.update(  # type: ignore[func-returns-value]
             thread["thread_id"], metadata={"m": 1}, return_minimal=True
         )
         assert nothing is None
@@ -254,7 +253,9 @@ async def test_deleting_a_thread_under_a_run_leaves_no_key_behind(
         keys = await connection.keys(pattern)
         assert f"lgapi-threads-alma:{{{thread_id}}}:thread".encode() in keys
         assert all([await connection.ttl(key) > 0 for key in keys])  # every key expires
-        question = {"messages": [{"role": "user", "content": "Write a story about a ship"}]}
+        question: dict[str, Any] = {
+            "messages": [{"role": "user", "content": "Write a story about a ship"}]
+        }
         await ours.runs.create(thread_id, "manager", input=question, context=CONTEXT)
         await ours.threads.delete(thread_id)
         # Checkpoints, event log, run records, record, owner: all gone, and nothing the
@@ -290,22 +291,24 @@ async def test_search_filters_sorts_and_pages_like_dev(
     ours, theirs = clients
     for index, client in enumerate(clients):
         ids = made[index]
-        mine = {"metadata": {"tag": tag}}
-        found = await client.threads.search(**mine)
+        mine = {"tag": tag}
+        found = await client.threads.search(metadata=mine)
         assert [t["thread_id"] for t in found] == [ids[0], ids[2], ids[1]]  # updated_at desc
-        oldest_first = await client.threads.search(**mine, sort_by="created_at", sort_order="asc")
+        oldest_first = await client.threads.search(
+            metadata=mine, sort_by="created_at", sort_order="asc"
+        )
         assert [t["thread_id"] for t in oldest_first] == ids
-        by_id = await client.threads.search(**mine, sort_by="thread_id")
+        by_id = await client.threads.search(metadata=mine, sort_by="thread_id")
         assert [t["thread_id"] for t in by_id] == sorted(ids, reverse=True)
         only = await client.threads.search(metadata={"tag": tag, "n": 1})
         assert [t["thread_id"] for t in only] == [ids[1]]
-        chosen = await client.threads.search(**mine, ids=ids[1:])
+        chosen = await client.threads.search(metadata=mine, ids=ids[1:])
         assert {t["thread_id"] for t in chosen} == set(ids[1:])
-        assert len(await client.threads.search(**mine, status="idle")) == 3
-        assert await client.threads.search(**mine, status="busy") == []
-        picked = await client.threads.search(**mine, select=["thread_id", "metadata"])
+        assert len(await client.threads.search(metadata=mine, status="idle")) == 3
+        assert await client.threads.search(metadata=mine, status="busy") == []
+        picked = await client.threads.search(metadata=mine, select=["thread_id", "metadata"])
         assert all(set(t) == {"thread_id", "metadata"} for t in picked)
-        assert await client.threads.count(**mine) == 3
+        assert await client.threads.count(metadata=mine) == 3
         assert await client.threads.count(metadata={"tag": tag}, status="interrupted") == 0
     same_shape(
         await ours.threads.search(metadata={"tag": tag}),
@@ -314,12 +317,12 @@ async def test_search_filters_sorts_and_pages_like_dev(
 
     # Pages: the next offset when there is more. ALMA's total is the real count;
     # `langgraph dev`'s is offset + limit + 1 while there is more.
-    mine = {"metadata": {"tag": tag}, "limit": 2}
-    first = await search_page(alma.url, ALICE, mine)
+    page: dict[str, Any] = {"metadata": {"tag": tag}, "limit": 2}
+    first = await search_page(alma.url, ALICE, page)
     assert first.headers["x-pagination-next"] == "2"
     assert first.headers["x-pagination-total"] == "3"
-    assert (await search_page(dev_url, None, mine)).headers["x-pagination-next"] == "2"
-    last = await search_page(alma.url, ALICE, {**mine, "offset": 2})
+    assert (await search_page(dev_url, None, page)).headers["x-pagination-next"] == "2"
+    last = await search_page(alma.url, ALICE, {**page, "offset": 2})
     assert [t["thread_id"] for t in last.json()] == [made[0][1]]
     assert "x-pagination-next" not in last.headers
     assert last.headers["x-pagination-total"] == "3"
@@ -344,8 +347,8 @@ async def test_a_finished_thread_and_its_state_are_dev_s(
     clients: tuple[LangGraphClient, LangGraphClient], finished: Finished
 ) -> None:
     ours, theirs = clients
-    thread = await ours.threads.get(finished.alma)
-    expected = await theirs.threads.get(finished.dev)
+    thread = as_json(await ours.threads.get(finished.alma))
+    expected = as_json(await theirs.threads.get(finished.dev))
     # Metadata set by each server's runs (graph_id, assistant_id) is the runs' business.
     same_shape({**thread, "metadata": {}}, {**expected, "metadata": {}})
     assert thread["status"] == expected["status"] == "idle"
@@ -354,8 +357,8 @@ async def test_a_finished_thread_and_its_state_are_dev_s(
     assert texts(thread) == texts(expected)
     assert {"probe": "finished", "graph_id": "manager"}.items() <= thread["metadata"].items()
 
-    state = await ours.threads.get_state(finished.alma)
-    dev_state = await theirs.threads.get_state(finished.dev)
+    state = as_json(await ours.threads.get_state(finished.alma))
+    dev_state = as_json(await theirs.threads.get_state(finished.dev))
     same_shape(comparable(state), comparable(dev_state))
     assert [m for m, _ in texts(state)] == ["human", "ai"]
     assert texts(state) == texts(dev_state)
@@ -377,8 +380,8 @@ async def test_the_history_of_a_finished_run_is_dev_s(
     clients: tuple[LangGraphClient, LangGraphClient], finished: Finished
 ) -> None:
     ours, theirs = clients
-    history = await ours.threads.get_history(finished.alma)
-    dev_history = await theirs.threads.get_history(finished.dev)
+    history = each_as_json(await ours.threads.get_history(finished.alma))
+    dev_history = each_as_json(await theirs.threads.get_history(finished.dev))
     same_shape(comparable(history), comparable(dev_history))
     assert (
         steps(history)
@@ -391,8 +394,8 @@ async def test_the_history_of_a_finished_run_is_dev_s(
         ]
     )
     # Each entry's parent is the next one down.
-    for newer, older in zip(history, history[1:], strict=False):
-        assert newer["parent_checkpoint_id"] == older["checkpoint_id"]
+    for child, parent in zip(history, history[1:], strict=False):
+        assert child["parent_checkpoint_id"] == parent["checkpoint_id"]
     [start] = history[-1]["tasks"]
     assert start["result"] == {"messages": [{"role": "user", "content": ANALYTICAL}]}
     [analytical] = history[1]["tasks"]
@@ -410,7 +413,7 @@ async def test_the_history_of_a_finished_run_is_dev_s(
         [entry] = await client.threads.get_history(thread_id, metadata={"step": 1})
         assert entry == full[1]
         assert await client.threads.get_history(
-            thread_id, checkpoint={"checkpoint_ns": "analytical"}
+            thread_id, checkpoint=cast(Checkpoint, {"checkpoint_ns": "analytical"})
         ) == []  # fmt: skip
     # An id as `before`: ALMA takes it; `langgraph dev`'s schema wants an object.
     by_id = await ours.threads.get_history(finished.alma, before=history[1]["checkpoint_id"])
@@ -419,8 +422,8 @@ async def test_the_history_of_a_finished_run_is_dev_s(
     cases = [(ours, ALICE, finished.alma, history), (theirs, None, finished.dev, dev_history)]
     for sdk, key, thread_id, full in cases:
         headers = {"x-api-key": key} if key else {}
-        async with httpx.AsyncClient(base_url=base_url(sdk), headers=headers) as client:
-            got = await client.get(
+        async with httpx.AsyncClient(base_url=base_url(sdk), headers=headers) as http:
+            got = await http.get(
                 f"/threads/{thread_id}/history",
                 params={"limit": 2, "before": full[0]["checkpoint_id"]},
             )
@@ -434,13 +437,17 @@ async def test_state_at_a_checkpoint_with_and_without_subgraphs(
     ours, theirs = clients
     answers = []
     for client, thread_id in ((ours, finished.alma), (theirs, finished.dev)):
-        history = await client.threads.get_history(thread_id)
+        history = each_as_json(await client.threads.get_history(thread_id))
         at = history[1]
-        by_id = await client.threads.get_state(thread_id, checkpoint_id=at["checkpoint_id"])
-        by_checkpoint = await client.threads.get_state(thread_id, checkpoint=at["checkpoint"])
+        by_id = as_json(
+            await client.threads.get_state(thread_id, checkpoint_id=at["checkpoint_id"])
+        )
+        by_checkpoint = as_json(
+            await client.threads.get_state(thread_id, checkpoint=at["checkpoint"])
+        )
         assert by_id == by_checkpoint == at
-        expanded = await client.threads.get_state(
-            thread_id, checkpoint=at["checkpoint"], subgraphs=True
+        expanded = as_json(
+            await client.threads.get_state(thread_id, checkpoint=at["checkpoint"], subgraphs=True)
         )
         [task] = expanded["tasks"]
         # The pending subgraph's own state, in place of its checkpoint configuration.
@@ -461,12 +468,12 @@ async def test_state_updates_go_through_reducers_and_fork(
     answers: list[tuple[Any, ...]] = []
     for client in clients:
         thread_id = await thread_with_a_run(client)
-        before = await client.threads.get_state(thread_id)
+        before = as_json(await client.threads.get_state(thread_id))
         note = {"type": "human", "content": "extra note", "id": "note-1"}
-        written = await client.threads.update_state(thread_id, {"messages": [note]})
+        written = as_json(await client.threads.update_state(thread_id, {"messages": [note]}))
         assert set(written) == {"checkpoint", "configurable", "checkpoint_id"}
         assert written["checkpoint"]["checkpoint_id"] == written["checkpoint_id"]
-        after = await client.threads.get_state(thread_id)
+        after = as_json(await client.threads.get_state(thread_id))
         assert after["checkpoint_id"] == written["checkpoint_id"]
         assert texts(after) == [*texts(before), ("human", "extra note")]
         assert after["metadata"]["source"] == "update"
@@ -487,12 +494,14 @@ async def test_state_updates_go_through_reducers_and_fork(
         assert thread_id in {t["thread_id"] for t in waiting}
 
         # From an old checkpoint: a fork, and the thread's head.
-        history = await client.threads.get_history(thread_id, limit=100)
+        history = each_as_json(await client.threads.get_history(thread_id, limit=100))
         origin = history[-2]  # step 0, before the route
-        forked = await client.threads.update_state(
-            thread_id, {"error": None}, checkpoint_id=origin["checkpoint_id"]
+        forked = as_json(
+            await client.threads.update_state(
+                thread_id, {"error": None}, checkpoint_id=origin["checkpoint_id"]
+            )
         )
-        head = await client.threads.get_state(thread_id)
+        head = as_json(await client.threads.get_state(thread_id))
         assert head["checkpoint_id"] == forked["checkpoint_id"]
         assert head["parent_checkpoint_id"] == origin["checkpoint_id"]
         assert texts(head) == texts(origin)
@@ -515,8 +524,8 @@ async def test_a_copy_has_the_whole_history(
         copy = answer.json()
         assert copy["thread_id"] != thread_id
         assert copy["metadata"] == (await client.threads.get(thread_id))["metadata"]
-        original = await client.threads.get_history(thread_id)
-        copied = await client.threads.get_history(copy["thread_id"])
+        original = each_as_json(await client.threads.get_history(thread_id))
+        copied = each_as_json(await client.threads.get_history(copy["thread_id"]))
         assert steps(copied) == steps(original)
         assert [s["checkpoint_id"] for s in copied] == [s["checkpoint_id"] for s in original]
         assert all(s["checkpoint"]["thread_id"] == copy["thread_id"] for s in copied)
@@ -552,7 +561,7 @@ async def test_another_key_s_thread_is_not_found(alma: Service, finished: Finish
         assert thread_id not in {t["thread_id"] for t in await bob.threads.search(limit=1000)}
         assert thread_id in {t["thread_id"] for t in await alice.threads.search(limit=1000)}
         # Untouched by all of that.
-        thread = await alice.threads.get(thread_id)
+        thread = as_json(await alice.threads.get(thread_id))
         assert "mine" not in thread["metadata"] and thread["values"] is not None
     finally:
         await bob.aclose()

@@ -1,6 +1,7 @@
 """LangGraph Studio's local server (`langgraph dev`) loads langgraph.json and runs the manager."""
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from langgraph_sdk import get_client
@@ -31,6 +32,7 @@ async def test_studio_serves_the_manager_with_both_subgraphs(studio_url: str) ->
         "analytical:synthesise",
     } <= nodes
     schemas = await client.assistants.get_schemas(assistant["assistant_id"])
+    assert schemas["context_schema"] is not None
     assert {"router", "route", "refine", "max_plan_steps"} <= set(
         schemas["context_schema"]["properties"]
     )
@@ -41,11 +43,14 @@ async def test_sdk_streams_tokens_progress_and_state_from_subgraphs(
 ) -> None:
     client = get_client(url=studio_url)
     thread = await client.threads.create()
-    events: list[tuple[str, object]] = []
+    events: list[tuple[str, Any]] = []
+    question: dict[str, Any] = {
+        "messages": [{"role": "user", "content": "Compare quicksort and mergesort"}]
+    }
     async for part in client.runs.stream(
         thread["thread_id"],
         "manager",
-        input={"messages": [{"role": "user", "content": "Compare quicksort and mergesort"}]},
+        input=question,
         context={"router": "heuristic", "max_plan_steps": 2},
         stream_mode=["messages-tuple", "updates", "custom"],
         stream_subgraphs=True,
@@ -58,8 +63,8 @@ async def test_sdk_streams_tokens_progress_and_state_from_subgraphs(
     tokens = [data for event, data in events if event.startswith("messages|analytical:")]
     assert len(tokens) > 10
     custom = [data for event, data in events if event.startswith("custom|analytical:")]
-    assert custom[0] == {"type": "plan", "steps": custom[0]["steps"]}  # type: ignore[index]
-    assert sum(1 for c in custom if c.get("status") == "finished") == 2  # type: ignore[union-attr]
+    assert custom[0] == {"type": "plan", "steps": custom[0]["steps"]}
+    assert sum(1 for c in custom if c.get("status") == "finished") == 2
 
     state = await client.threads.get_state(thread["thread_id"])
     values = state["values"]

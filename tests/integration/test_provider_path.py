@@ -17,8 +17,8 @@ pytestmark = pytest.mark.integration
 async def provider(fresh_openai_endpoint: OpenAIEndpoint) -> AsyncIterator[ModelProvider]:
     settings = ModelSettings(
         provider="openai",
-        openai_base_url=fresh_openai_endpoint.base_url,  # type: ignore[arg-type]
-        openai_api_key="test-key",  # type: ignore[arg-type]
+        openai_base_url=fresh_openai_endpoint.base_url,
+        openai_api_key="test-key",
         model_attempts=3,
         model_retry_interval=0.01,
         model_retry_jitter=False,

@@ -12,7 +12,7 @@ from memory.aio import AsyncRedisSaver
 from memory.connection import async_client
 from nodes.models import ModelProvider
 from nodes.run_context import RunContext
-from tests.utils.graphs import FAST_POLICY, ask
+from tests.utils.graphs import FAST_POLICY, ask, user_says
 from tests.utils.redis_server import redis_server
 
 pytestmark = pytest.mark.integration
@@ -34,8 +34,9 @@ async def test_redis_killed_mid_run_fails_cleanly_and_recovers(tmp_path: Path) -
         streaming = asyncio.Event()
 
         async def second_turn() -> None:
+            data: Any  # with `subgraphs=True`, each part is (namespace, mode, data)
             async for _, mode, data in graph.astream(
-                {"messages": [("user", "Compare quicksort and mergesort")]},
+                user_says("Compare quicksort and mergesort"),
                 thread,
                 context=RunContext(max_plan_steps=3),
                 stream_mode=["messages"],
@@ -56,8 +57,8 @@ async def test_redis_killed_mid_run_fails_cleanly_and_recovers(tmp_path: Path) -
     with redis_server(tmp_path, *DURABLE, port=port):
         history = [state async for state in graph.aget_state_history(thread)]
         assert history, "the thread was lost"
-        for state in history:
-            messages = state.values.get("messages", [])
+        for snapshot in history:
+            messages = snapshot.values.get("messages", [])
             assert all(m.text is not None for m in messages)
         latest = history[0].values
         assert [m.type for m in latest["messages"][:2]] == ["human", "ai"]

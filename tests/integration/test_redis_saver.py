@@ -71,7 +71,7 @@ async def listed(saver: AsyncRedisSaver, thread: str, ns: str | None = "") -> li
 
 
 async def test_the_server_runs_no_modules(client: aioredis.Redis) -> None:
-    assert await client.execute_command("MODULE LIST") == []
+    assert await client.module_list() == []
 
 
 async def test_every_key_of_a_thread_carries_the_ttl_and_writes_refresh_it(
@@ -229,9 +229,9 @@ async def test_threads_can_be_encrypted_at_rest(redis: RedisServer) -> None:
     from memory.settings import MemorySettings
 
     settings = MemorySettings(
-        redis_url=redis.url,  # type: ignore[arg-type]
+        redis_url=redis.url,
         redis_prefix="secret",
-        checkpoint_encryption_key="00112233445566778899aabbccddeeff",  # type: ignore[arg-type]
+        checkpoint_encryption_key="00112233445566778899aabbccddeeff",
     )
     async with open_memory(settings) as memory:
         from graphs.manager import build_manager_graph

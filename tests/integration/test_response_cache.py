@@ -16,7 +16,7 @@ async def test_a_second_process_answers_from_the_redis_cache(redis: RedisServer)
     settings = MemorySettings(
         redis_url=redis.url,
         redis_prefix="cache-test",
-        cache_ttl=120,  # type: ignore[arg-type]
+        cache_ttl=120,
     )
     answers, calls = [], []
     for _ in range(2):  # two services sharing one Redis, as two processes would

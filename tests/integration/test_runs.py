@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from server.agent_protocol.client import open_thread
+from server.agent_protocol.client import ProtocolClient, open_thread
 from server.engine.events import is_terminal
 from tests.utils.redis_server import RedisServer
 from tests.utils.service import Service, alma_service
@@ -35,6 +35,16 @@ def terminal_of(events: list[dict[str, Any]]) -> dict[str, Any]:
     assert events and is_terminal(events[-1]), events[-3:]
     data: dict[str, Any] = events[-1]["params"]["data"]
     return data
+
+
+async def next_events(client: ProtocolClient, count: int) -> list[dict[str, Any]]:
+    """The next `count` events, on a connection that stays open for them."""
+    events = []
+    for _ in range(count):
+        event = await client.next_event()
+        assert event is not None
+        events.append(event)
+    return events
 
 
 async def test_a_creative_run_streams_tokens_from_compose_in_its_subgraph(
@@ -96,7 +106,7 @@ async def test_a_dropped_connection_resumes_with_no_gap_and_no_duplicate(
     async with open_thread(service.url, thread_id) as first:
         await first.subscribe("lifecycle", "messages", "custom")
         await first.start(ANALYTICAL, context={"max_plan_steps": 2})
-        seen = [await first.next_event() for _ in range(25)]
+        seen = await next_events(first, 25)
     # The connection is gone; the run goes on. Resume from the last event seen.
     last = seen[-1]["seq"]
     async with open_thread(service.url, thread_id) as second:

@@ -1,12 +1,13 @@
 """The official `langgraph-sdk` thread streams, unchanged, against `alma serve`."""
 
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal
 
 import pytest
 from langgraph_sdk import get_client
 
+from tests.utils.answers import as_json
 from tests.utils.redis_server import RedisServer
 from tests.utils.service import Service, alma_service
 
@@ -26,7 +27,7 @@ def text_of(content: str | list[dict[str, Any]]) -> str:
     return "".join(block.get("text", "") for block in content if block.get("type") == "text")
 
 
-def is_root_terminal(event: dict[str, Any]) -> bool:
+def is_root_terminal(event: Mapping[str, Any]) -> bool:
     params = event.get("params") or {}
     return (
         event.get("method") == "lifecycle"
@@ -37,7 +38,7 @@ def is_root_terminal(event: dict[str, Any]) -> bool:
 
 @pytest.mark.parametrize("transport", ["websocket", "sse"])
 async def test_sdk_thread_stream_receives_tokens_lifecycle_and_values(
-    service: Service, transport: str
+    service: Service, transport: Literal["websocket", "sse"]
 ) -> None:
     client = get_client(url=service.url)
     thread_id = str(uuid.uuid4())
@@ -51,7 +52,7 @@ async def test_sdk_thread_stream_receives_tokens_lifecycle_and_values(
             config={"configurable": {"max_plan_steps": 2}},
         )
         async for event in subscription:
-            events.append(event)
+            events.append(as_json(event))
             if is_root_terminal(event):
                 break
 

@@ -45,6 +45,7 @@ async def test_a_second_process_resumes_a_run_of_the_first(redis: RedisServer) -
             await socket.subscribe("lifecycle", "messages")
             await socket.start(ANALYTICAL, context={"max_plan_steps": 2})
             seen = [await socket.next_event() for _ in range(10)]
+        assert seen[-1] is not None
         async with open_thread(second.url, thread_id) as elsewhere:
             await elsewhere.subscribe("lifecycle", "messages", since=seen[-1]["seq"])
             rest = await elsewhere.until_terminal()

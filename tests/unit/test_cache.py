@@ -1,16 +1,23 @@
+from typing import Any
+
+import pytest
 from langgraph.cache.memory import InMemoryCache
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph.state import CompiledStateGraph
 
 from graphs.manager import build_manager_graph
 from graphs.policies import cache_policy
+from graphs.state import InputState, State
 from nodes.models import ModelProvider, ModelSettings
 from nodes.run_context import RunContext
-from tests.utils.graphs import ask, new_thread, simulated, simulated_provider
+from tests.utils.graphs import ask, new_thread, simulated, simulated_provider, user_says
 
 QUESTION = "Compare quicksort and mergesort"
 
 
-def cached_manager(provider: ModelProvider, cache: InMemoryCache | None = None):  # type: ignore[no-untyped-def]
+def cached_manager(
+    provider: ModelProvider, cache: InMemoryCache[Any] | None = None
+) -> CompiledStateGraph[State, RunContext, InputState, State]:
     return build_manager_graph(
         provider=provider,
         checkpointer=InMemorySaver(),
@@ -35,8 +42,9 @@ async def test_cached_steps_are_marked_in_the_update_stream() -> None:
     graph = cached_manager(simulated_provider())
     await ask(graph, "Write a haiku about rivers")
     cached = []
+    update: Any  # with `subgraphs=True`, each part is (namespace, update)
     async for _namespace, update in graph.astream(
-        {"messages": [("user", "Write a haiku about rivers")]},
+        user_says("Write a haiku about rivers"),
         new_thread(),
         context=RunContext(),
         stream_mode="updates",
@@ -65,7 +73,7 @@ async def test_without_a_cache_every_request_calls_the_model() -> None:
     assert simulated(provider, "creative").calls == 2
 
 
-def test_only_deterministic_roles_are_cached(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_only_deterministic_roles_are_cached(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     monkeypatch.setenv("ALMA_ROUTER_TEMPERATURE", "0")
     monkeypatch.setenv("ALMA_CREATIVE_TEMPERATURE", "0.9")

@@ -1,10 +1,12 @@
+from pathlib import Path
+
 import pytest
 
 from server.cli import main
 
 
 @pytest.fixture(autouse=True)
-def simulated_fast(monkeypatch: pytest.MonkeyPatch, tmp_path: pytest.TempPathFactory) -> None:
+def simulated_fast(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
         monkeypatch.delenv(name, raising=False)

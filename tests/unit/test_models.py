@@ -1,3 +1,6 @@
+from pathlib import Path
+from typing import cast
+
 import pytest
 from langchain_openai import ChatOpenAI
 from pydantic import ValidationError
@@ -7,7 +10,7 @@ from nodes.simulated import SimulatedChatModel
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: pytest.TempPathFactory) -> None:
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ALMA_PROVIDER"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)  # no stray .env
@@ -73,4 +76,4 @@ def test_bad_values_are_refused_naming_the_setting(
     with pytest.raises(ValidationError) as caught:
         ModelSettings()
     [error] = caught.value.errors()
-    assert error["loc"][0].upper() in name
+    assert cast(str, error["loc"][0]).upper() in name

@@ -1,6 +1,7 @@
 """With API keys required, /metrics, /stats and the API docs need a key unless opened."""
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -14,7 +15,7 @@ KEY, ENTRY = new_key("ops")
 GUARDED = ["/metrics", "/stats", "/docs", "/openapi.json"]
 
 
-def client_for(**settings: object) -> TestClient:
+def client_for(**settings: Any) -> TestClient:
     app = create_app(Settings(_env_file=None, redis_url=None, **settings))
     return LocalClient(app)
 

@@ -1,17 +1,19 @@
+from typing import Any
+
 from langchain_core.messages import AIMessageChunk
 
 from nodes.run_context import RunContext
 from tests.utils.graphs import manager, new_thread, simulated_provider
 
 
-async def stream(text: str, **context: object) -> list[tuple[tuple[str, ...], str, object]]:
+async def stream(text: str, **context: Any) -> list[tuple[tuple[str, ...], str, Any]]:
     graph = manager(simulated_provider())
     return [
         event
         async for event in graph.astream(
             {"messages": [("user", text)]},
             new_thread(),
-            context=RunContext(**context),  # type: ignore[arg-type]
+            context=RunContext(**context),
             stream_mode=["messages", "updates", "custom"],
             subgraphs=True,
         )

@@ -2,6 +2,7 @@
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -82,7 +83,7 @@ def test_a_subscription_made_first_still_streams_the_callers_own_run(keyed: Test
         mine.send_json({"id": 1, "method": "subscription.subscribe",
                         "params": {"channels": ["lifecycle"]}})  # fmt: skip
         mine.send_json({"id": 2, "method": "run.start", "params": GOOD})
-        seen = []
+        seen: list[dict[str, Any]] = []
         while not seen or seen[-1].get("params", {}).get("data", {}).get("event") != "completed":
             seen.append(json.loads(mine.receive()["text"]))
             if seen[-1].get("params", {}).get("namespace"):

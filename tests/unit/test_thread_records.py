@@ -4,6 +4,7 @@ import asyncio
 import uuid
 
 import pytest
+from langchain_core.runnables import RunnableConfig
 
 from memory.process import ProcessMemorySaver
 from server.stores.owners import MemoryThreadOwners
@@ -68,8 +69,8 @@ async def test_the_process_memory_saver_copies_a_thread_with_its_history() -> No
     saver = ProcessMemorySaver()
     graph = build_manager_graph(provider=simulated_provider(), checkpointer=saver)
     source_id, target_id = str(uuid.uuid4()), str(uuid.uuid4())
-    source = {"configurable": {"thread_id": source_id}}
-    target = {"configurable": {"thread_id": target_id}}
+    source: RunnableConfig = {"configurable": {"thread_id": source_id}}
+    target: RunnableConfig = {"configurable": {"thread_id": target_id}}
     await ask(graph, "Write a haiku about rivers", source)
     await saver.acopy_thread(source_id, target_id)
     original = [s async for s in graph.aget_state_history(source)]

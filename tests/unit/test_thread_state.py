@@ -15,7 +15,7 @@ from server.stores.event_log import MemoryEventLog
 from server.stores.thread_records import ThreadRecord
 from tests.utils.graphs import ask, simulated_provider
 
-EMPTY_STATE = {
+EMPTY_STATE: dict[str, Any] = {
     "values": {}, "next": [], "tasks": [], "metadata": None, "created_at": None,
     "checkpoint": None, "parent_checkpoint": None, "interrupts": [], "checkpoint_id": None,
     "parent_checkpoint_id": None,

@@ -5,12 +5,12 @@ A client in a browser or Node gets a binary frame as a Blob or Buffer; the SDK's
 """
 
 import json
-from typing import Any
 
 from starlette.testclient import TestClient, WebSocketTestSession
+from starlette.types import Message
 
 
-def frames_until_the_run_ends(socket: WebSocketTestSession) -> list[dict[str, Any]]:
+def frames_until_the_run_ends(socket: WebSocketTestSession) -> list[Message]:
     frames = []
     while True:
         frame = socket.receive()

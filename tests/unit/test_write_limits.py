@@ -1,6 +1,7 @@
 """Writes that are not runs are held to what runs are: validation, a budget, a quota."""
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -10,7 +11,7 @@ from server.settings import Settings
 from tests.utils.local import LocalClient
 
 
-def client_with(**settings: object) -> TestClient:
+def client_with(**settings: Any) -> TestClient:
     return LocalClient(create_app(Settings(_env_file=None, redis_url=None, **settings)))
 
 

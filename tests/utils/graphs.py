@@ -9,6 +9,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.memory import InMemorySaver
 
 from graphs.manager import build_manager_graph
+from graphs.state import InputState
 from nodes.models import CallPolicy, ModelProvider, Role
 from nodes.run_context import RunContext
 from nodes.simulated import Fault, SimulatedChatModel
@@ -50,3 +51,8 @@ async def ask(
         {"messages": [("user", text)]}, config or new_thread(), context=RunContext(**context)
     )
     return result
+
+
+def user_says(text: str) -> InputState:
+    """A graph's input of one user message, as the (role, text) pair LangGraph accepts."""
+    return cast(InputState, {"messages": [("user", text)]})

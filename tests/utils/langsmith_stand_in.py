@@ -106,7 +106,8 @@ def _store(recorded: Recorded, method: str, path: str, query: dict[str, list[str
             recorded.datasets[dataset["id"]] = dataset
             return dataset
         if len(parts) == 1:
-            name = (query.get("name") or [None])[0]
+            names = query.get("name")
+            name = names[0] if names else None
             found = [d for d in recorded.datasets.values() if name in (None, d["name"])]
             return found[offset : offset + limit]
         return recorded.datasets.get(parts[1]) or ({"detail": "not found"}, 404)
