@@ -7,9 +7,10 @@ its lease lapse, or when its record is read.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import Container
+from collections.abc import Container, Iterator
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -39,6 +40,21 @@ class RunEndings:
         # Terminal events that could not be logged (Redis was away), written when the
         # thread is next taken so resuming clients hear how the run really ended.
         self._unlogged: dict[str, dict[str, Any]] = {}
+        # Threads whose run, on this process, is still writing its end (catching its log
+        # up after an outage): set when it is done.
+        self._writing: dict[str, asyncio.Event] = {}
+
+    @contextlib.contextmanager
+    def writing(self, thread_id: str) -> Iterator[None]:
+        """While a run of this process writes its end, nobody here ends it as lost."""
+        done = asyncio.Event()
+        self._writing[thread_id] = done
+        try:
+            yield
+        finally:
+            done.set()
+            if self._writing.get(thread_id) is done:
+                del self._writing[thread_id]
 
     def unlogged(self, thread_id: str, terminal: dict[str, Any]) -> None:
         """A run of this process ended while its log could not be written: keep its end."""
@@ -53,8 +69,12 @@ class RunEndings:
 
     async def end_unfinished(self, thread_id: str) -> int:
         """End the thread's last run if it never ended; the thread's newest `seq` after."""
-        # Holding the thread's lease: no run of it is executing anywhere. One event is
-        # read on every run start; the run's events only when it was left unfinished.
+        # Holding the thread's lease: no run of it is executing anywhere — though one of
+        # this process may still be writing its end, its lease lapsed during an outage:
+        # its own end, not a lost one, goes in the log. One event is read on every run
+        # start; the run's events only when it was left unfinished.
+        if (writing := self._writing.get(thread_id)) is not None:
+            await writing.wait()
         ended = await self.last_run_ended(thread_id)
         if ended is not None:
             self._unlogged.pop(thread_id, None)

@@ -116,14 +116,15 @@ class RunExecution:
         terminal["params"]["data"].update(
             await account(run, terminal, observer, self.observability.tracing)
         )
-        if not run.lease_lost:
-            # A run that lost its lease leaves its end to be written by whoever takes
-            # the thread next (as for a run lost with its process): the thread's log
-            # may already be another run's.
-            await emitter.emit(terminal)
-        await emitter.close()
-        if emitter.storage_error is not None and not run.lease_lost:
-            self.endings.unlogged(run.thread_id, terminal)
+        with self.endings.writing(run.thread_id):
+            if not run.lease_lost:
+                # A run that lost its lease leaves its end to be written by whoever
+                # takes the thread next (as for a run lost with its process): the
+                # thread's log may already be another run's.
+                await emitter.emit(terminal)
+            await emitter.close()
+            if emitter.storage_error is not None and not run.lease_lost:
+                self.endings.unlogged(run.thread_id, terminal)
         await self._record_end(run, terminal)
 
     def _config(self, run: Run, observer: RunObserver) -> RunnableConfig:

@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from graphs.manager import build_manager_graph
 from memory.process import ProcessMemorySaver
@@ -13,7 +14,7 @@ from nodes.models import ModelProvider
 from server.agent_protocol.messages import SubscribeParams, matches
 from server.engine import ApiRun, Run, RunManager, StartRequest
 from server.engine.coordination import ActiveRun, MemoryControl, MemoryRunLeases
-from server.engine.events import is_terminal, lifecycle, numbered
+from server.engine.events import Logged, is_terminal, lifecycle, numbered
 from server.engine.run import Strategy
 from server.guard.refusals import Refusal, Refused
 from server.stores.event_log import MemoryEventLog
@@ -30,13 +31,17 @@ def start(strategy: Strategy = "reject", api: ApiRun | None = None) -> StartRequ
 
 @asynccontextmanager
 async def engine(
-    *, ttft: float = 0.0, tokens_per_second: float = 0.0, lease_seconds: float = 30
+    *,
+    ttft: float = 0.0,
+    tokens_per_second: float = 0.0,
+    lease_seconds: float = 30,
+    log: MemoryEventLog | None = None,
 ) -> AsyncIterator[RunManager]:
     provider = ModelProvider.simulated(ttft=ttft, tokens_per_second=tokens_per_second)
     graph = build_manager_graph(provider=provider, checkpointer=ProcessMemorySaver())
     control = MemoryControl()
     runs = RunManager(
-        graph=graph, log=MemoryEventLog(maxlen=10_000), leases=MemoryRunLeases(),
+        graph=graph, log=log or MemoryEventLog(maxlen=10_000), leases=MemoryRunLeases(),
         control=control, owner="process-1", lease_seconds=lease_seconds, wait_seconds=10,
         queue_size=4096,
     )  # fmt: skip
@@ -187,3 +192,39 @@ async def test_a_run_that_loses_its_threads_lease_stops_and_leaves_the_thread_al
     assert record.error is not None and record.error["error"] == "worker_lost"
     assert not any(m.type == "ai" for m in state.values.get("messages", []))
     assert holder == thief
+
+
+class OutageLog(MemoryEventLog):
+    """An event log whose writes fail while `down`; reads still answer."""
+
+    def __init__(self) -> None:
+        super().__init__(maxlen=10_000)
+        self.down = False
+
+    async def append(self, thread_id: str, events: list[Logged]) -> None:
+        if self.down:
+            raise RedisConnectionError("Redis is away")
+        await super().append(thread_id, events)
+
+
+async def test_a_run_still_writing_its_end_is_not_ended_as_lost_by_its_own_process() -> None:
+    # Redis was away for the whole run; it comes back, the run's lease has lapsed, and a
+    # subscriber here finds the thread without a lease while the run is still catching
+    # its log up. The log must say how the run really ended, not that it was lost.
+    log = OutageLog()
+    async with engine(log=log, tokens_per_second=40) as runs:
+        channels = ["lifecycle", "messages"]
+        subscription = await runs.broker.subscribe("t-1", SubscribeParams(channels=channels))
+        run = await runs.start("t-1", start())
+        async for event in subscription.events():
+            if event["method"] == "messages":
+                log.down = True  # its start is logged; Redis goes away mid-answer
+            if is_terminal(event):
+                break  # heard live; its process is now catching the log up
+        await runs.leases.release("t-1", run.run_id)  # the lease lapsed meanwhile
+        log.down = False
+        await runs.close_orphan("t-1")
+        await finished(run)
+        events = await logged(runs, "t-1")
+    assert [end["event"] for end in ends(events)] == ["completed"]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
