@@ -26,6 +26,7 @@ from server.agent_protocol.messages import (
     failure,
     success,
 )
+from server.agent_protocol.streaming import ProtocolStream
 from server.engine import NO_ACTIVE_RUN, StartRequest
 from server.engine.broker import SlowConsumerError, Subscription
 from server.engine.events import Logged, to_wire
@@ -148,7 +149,8 @@ async def _dispatch(
             raise Refused(Refusal.INVALID, INPUT_SHAPE)
         request = StartRequest(
             owner=principal.owner, limit_key=principal.limit_key, thread_id=thread_id,
-            assistant_id=params.assistant_id, input=params.input, config=params.config,
+            assistant_id=params.assistant_id, input=params.input, stream=ProtocolStream(),
+            config=params.config,
             metadata=params.metadata, context=params.context,
             multitask_strategy=params.multitask_strategy,
         )  # fmt: skip

@@ -18,6 +18,7 @@ from graphs.interface import is_answer, is_draft, is_note
 from nodes.run_context import RunContext
 from server.agent_protocol.client import ProtocolClient
 from server.agent_protocol.messages import SubscribeParams
+from server.agent_protocol.streaming import ProtocolStream
 from server.engine import StartRequest
 from server.engine.events import RunEnd, run_end
 from server.langgraph_api.assistants import MANAGER_ASSISTANT_ID
@@ -163,7 +164,7 @@ async def render_engine_run(
     printer = _printer(thread_id, context, out, style)
     request = StartRequest(
         owner=owner, limit_key=owner, thread_id=thread_id, assistant_id=MANAGER_ASSISTANT_ID,
-        input={"messages": [{"role": "user", "content": message}]},
+        input={"messages": [{"role": "user", "content": message}]}, stream=ProtocolStream(),
         context=dataclasses.asdict(context),
     )  # fmt: skip
     run = await services.starter.start(request)

@@ -5,7 +5,14 @@ agent protocol, `server.web.routes` for the LangGraph API) call it and render it
 """
 
 from server.engine.manager import RunManager
-from server.engine.run import NO_ACTIVE_RUN, ApiRun, Run, StartRequest
+from server.engine.run import NO_ACTIVE_RUN, Run, StartRequest, StreamFormat
 from server.engine.starting import RunStarter
 
-__all__ = ["NO_ACTIVE_RUN", "ApiRun", "Run", "RunManager", "RunStarter", "StartRequest"]
+__all__ = [
+    "NO_ACTIVE_RUN",
+    "Run",
+    "RunManager",
+    "RunStarter",
+    "StartRequest",
+    "StreamFormat",
+]

@@ -17,8 +17,6 @@ from typing import Any
 from langchain_core._api import LangChainBetaWarning
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.stream.transformers import CustomTransformer, UpdatesTransformer
-from langgraph.types import Command
 from redis.exceptions import RedisError
 
 from graphs.interface import outcome_of
@@ -29,21 +27,17 @@ from server.engine.broker import Broker
 from server.engine.coordination import ActiveRun, RunLeases
 from server.engine.emitter import Emitter
 from server.engine.endings import RunEndings
-from server.engine.events import from_graph, lifecycle, run_end
-from server.engine.progress import note_api_message, note_protocol_event
+from server.engine.events import lifecycle, run_end
 from server.engine.run import (
     LEASE_LOST_MESSAGE,
     SHUTDOWN_MESSAGE,
-    ApiRun,
     Run,
-    api_event,
     cancel_until_stopped,
     fork_point,
     mirrored,
     status_of,
 )
 from server.langgraph_api.assistants import GRAPH_ID, MANAGER_ASSISTANT_ID
-from server.langgraph_api.stream_modes import api_events
 from server.observability import metrics
 from server.observability.observer import Observability, RunObserver
 from server.stores.event_log import EventLog
@@ -156,11 +150,10 @@ class RunExecution:
         """Stream the graph in the run's wire format; the run's terminal event."""
         try:
             await emitter.emit(lifecycle("running", run_id=run.run_id))
-            api = run.request.api
-            if api is None:
-                await self._stream_protocol(run, config, context, emitter)
-            else:
-                await self._stream_api(run, api, config, context, emitter)
+            stream = run.request.stream
+            async for event in stream.events(self.graph, run, config, context):
+                stream.note(run.progress, event)
+                await emitter.emit(event)
             run.winding_down = True
             state = await self.graph.aget_state({"configurable": {"thread_id": run.thread_id}})
             outcome = outcome_of(state.values)
@@ -191,46 +184,6 @@ class RunExecution:
             logger.exception("run %s failed", run.run_id, extra={"error_code": ErrorCode.INTERNAL})
             why = f"{type(exc).__name__}: {exc}"
             return lifecycle("failed", run_id=run.run_id, error=why, code=ErrorCode.INTERNAL)
-
-    async def _stream_protocol(
-        self,
-        run: Run,
-        config: RunnableConfig,
-        context: RunContext,
-        emitter: Emitter,
-    ) -> None:
-        stream = await self.graph.astream_events(
-            run.request.input,
-            config,
-            version="v3",
-            context=context,
-            transformers=[CustomTransformer, UpdatesTransformer],
-        )
-        graph_names: dict[str, str] = {}
-        async for event in stream:
-            wire = from_graph(event, graph_names)
-            note_protocol_event(run.progress, wire)
-            await emitter.emit(wire)
-
-    async def _stream_api(
-        self,
-        run: Run,
-        api: ApiRun,
-        config: RunnableConfig,
-        context: RunContext,
-        emitter: Emitter,
-    ) -> None:
-        await emitter.emit(api_event("metadata", {"run_id": run.run_id, "attempt": 1}))
-        command = run.request.command
-        graph_input = Command(**command) if command else run.request.input
-        async for name, data in api_events(
-            self.graph, graph_input, config, modes=api.modes, subgraphs=api.subgraphs,
-            context=context, interrupt_before=api.interrupt_before,
-            interrupt_after=api.interrupt_after,
-        ):  # fmt: skip
-            event = api_event(name, data)
-            note_api_message(run.progress, event)
-            await emitter.emit(event)
 
     async def _record_end(self, run: Run, terminal: dict[str, Any]) -> None:
         record = run.record

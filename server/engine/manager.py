@@ -125,9 +125,9 @@ class RunManager:
         """Start `request`'s run on `thread_id`, honouring its multitask strategy.
 
         A run that finds its thread free is recorded once, `running`. On a busy thread
-        it is recorded `pending`: a protocol run (`api` None) waits here; an API run
-        returns at once and waits in the background (`enqueue`, `interrupt`,
-        `rollback`), as LangGraph's API does; `reject` is refused here either way.
+        it is recorded `pending`, and waits here — or, if its stream format says so
+        (LangGraph's API), returns at once and waits in the background (`enqueue`,
+        `interrupt`, `rollback`); `reject` is refused here either way.
 
         Raises:
             Refused: for a bad request, a busy thread under `reject`, or a server
@@ -160,7 +160,7 @@ class RunManager:
             return await self._begin(run, context)
         # Busy: the run waits, listed among the thread's runs as `pending`.
         await self.records.put(record)
-        if request.api is not None:
+        if request.stream.queue_when_busy:
             self.runs[run_id] = run
             run.task = asyncio.create_task(self._queued(run, context))
             return run

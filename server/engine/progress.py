@@ -11,15 +11,8 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from graphs.interface import (
-    PartialAnswer,
-    decided_route,
-    is_answer,
-    partial_answer,
-    route_of_namespace,
-)
+from graphs.interface import PartialAnswer, is_answer, partial_answer, route_of_namespace
 
 
 @dataclass
@@ -56,40 +49,3 @@ class RunProgress:
         if self._message_id is None:
             return None
         return partial_answer(self._answer_route, self._message_id, "".join(self._answer))
-
-
-def note_api_message(progress: RunProgress, event: dict[str, Any]) -> None:
-    """Hand the tracker a `messages-tuple` token of an API run."""
-    params = event["params"]
-    if not params["event"].startswith("messages|") and params["event"] != "messages":
-        return
-    chunk, metadata = params["data"]
-    if chunk.get("type") != "AIMessageChunk":
-        return
-    text = chunk.get("content")
-    progress.text(
-        metadata.get("langgraph_node"),
-        str(metadata.get("langgraph_checkpoint_ns", "")),
-        str(chunk.get("id")),
-        text if isinstance(text, str) else "",
-    )
-
-
-def note_protocol_event(progress: RunProgress, event: dict[str, Any]) -> None:
-    """Hand the tracker a protocol run's tokens and routing decision."""
-    params = event["params"]
-    data = params.get("data")
-    if not isinstance(data, dict):
-        return
-    if event["method"] == "messages":
-        node, namespace = params.get("node"), params.get("namespace") or ()
-        if data.get("event") == "message-start":
-            progress.text(node, namespace, str(data.get("id")), "")
-        elif data.get("event") == "content-block-delta":
-            delta = data.get("delta")
-            if isinstance(delta, dict) and delta.get("type") == "text-delta":
-                progress.text(node, namespace, None, str(delta.get("text") or ""))
-    elif event["method"] == "updates":
-        route = decided_route(data.get("node"), data.get("values"))
-        if route is not None:
-            progress.route = route

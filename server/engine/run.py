@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-import orjson
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph.state import CompiledStateGraph
 
 from nodes.errors import ErrorCode
-from server.engine.events import PreEncoded, RunEnd
+from nodes.run_context import RunContext
+from server.engine.events import RunEnd
 from server.engine.progress import RunProgress
 from server.langgraph_api.assistants import GRAPH_ID, MANAGER_ASSISTANT_ID
-from server.langgraph_api.stream_modes import api_json
 from server.stores.run_records import RunRecord, RunStatus
 
 NO_ACTIVE_RUN = "the thread has no active run with that id"
@@ -24,14 +25,36 @@ Strategy = Literal["reject", "enqueue", "interrupt", "rollback"]
 """What a run does when its thread is busy with another."""
 
 
-@dataclass(frozen=True)
-class ApiRun:
-    """How a run started through LangGraph's API streams: its modes and breakpoints."""
+class StreamFormat(Protocol):
+    """How a wire format has a run's graph streamed: the events its run logs.
 
-    modes: tuple[str, ...] = ("values",)
-    subgraphs: bool = False
-    interrupt_before: list[str] | Literal["*"] | None = None
-    interrupt_after: list[str] | Literal["*"] | None = None
+    The engine runs every run the same way and logs what its format yields; each wire
+    format (`agent_protocol.streaming`, `langgraph_api.streaming`) brings its own.
+    """
+
+    @property
+    def queue_when_busy(self) -> bool:
+        """On a busy thread, answer at once and let the run wait in the background.
+
+        LangGraph's API does (the run is `pending` meanwhile); the agent protocol waits
+        for the thread before answering.
+        """
+
+    @property
+    def mirror_context(self) -> bool:
+        """Mirror the run's context and ids into `configurable`, as LangGraph's server does."""
+
+    def events(
+        self,
+        graph: CompiledStateGraph[Any, RunContext, Any, Any],
+        run: Run,
+        config: RunnableConfig,
+        context: RunContext,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Stream the graph for `run`; its events, in the order they are to be logged."""
+
+    def note(self, progress: RunProgress, event: dict[str, Any]) -> None:
+        """Hand the run's tracker the tokens (and route) `event` shows."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +72,8 @@ class StartRequest:
     assistant_id: str
     input: Any
     """`{"messages": [...]}`, validated when the run starts; None resumes the thread."""
+    stream: StreamFormat
+    """How the run is streamed and logged: its wire format's own events."""
     thread_id: str | None = None
     """None: a new thread."""
     command: dict[str, Any] | None = None
@@ -63,9 +88,6 @@ class StartRequest:
     """A thread nobody owns may be started on (and becomes the caller's)."""
     temporary: bool = False
     """A stateless run: its thread is deleted when it ends."""
-    api: ApiRun | None = None
-    """Stream LangGraph's API modes (None: the agent protocol's events). An API run
-    returns at once, `pending`, when its thread is busy; a protocol run waits for it."""
     record_kwargs: dict[str, Any] = field(default_factory=dict)
     """What LangGraph's Run object lists as the run's `kwargs` (API runs)."""
 
@@ -105,21 +127,6 @@ async def cancel_until_stopped(run: Run, task: asyncio.Task[None]) -> None:
         await asyncio.wait({task}, timeout=0.25)
 
 
-def api_event(name: str, data: Any) -> PreEncoded:
-    """An API stream event for the thread's log (channel `api`, at the root namespace).
-
-    Its data is encoded here, once: the log's copy and every SSE frame use those bytes.
-    """
-    data_raw = api_json(data)
-    event = {
-        "type": "event",
-        "method": "api",
-        "params": {"namespace": [], "timestamp": int(time.time() * 1000), "event": name,
-                   "data": orjson.loads(data_raw)},
-    }  # fmt: skip
-    return PreEncoded(event, data_raw)
-
-
 SHUTDOWN_MESSAGE = (
     "the server shut down before the answer finished; what was written is kept — send "
     "the message again and another server will answer"
@@ -152,7 +159,7 @@ def mirrored(request: StartRequest, run_id: str, thread_id: str) -> dict[str, An
     LangGraph's server mirrors a run's context into `configurable`, where checkpoints
     and debug events show it; ALMA's protocol runs keep just the thread.
     """
-    if request.api is None:
+    if not request.stream.mirror_context:
         return {"thread_id": thread_id}
     return {**request.context, "run_id": run_id, "thread_id": thread_id,
             "graph_id": GRAPH_ID, "assistant_id": MANAGER_ASSISTANT_ID}  # fmt: skip

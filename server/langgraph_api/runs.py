@@ -11,11 +11,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from server.engine import ApiRun, StartRequest
+from server.engine import StartRequest
 from server.guard.auth import Principal
 from server.guard.refusals import Refusal, Refused
 from server.langgraph_api.assistants import resolve_assistant
 from server.langgraph_api.stream_modes import API_MODES
+from server.langgraph_api.streaming import ApiStream
 
 _Modes = str | list[str]
 
@@ -106,7 +107,7 @@ def start_request(
     checkpoint = dict(body.checkpoint or {})
     if body.checkpoint_id:
         checkpoint["checkpoint_id"] = body.checkpoint_id
-    api = ApiRun(
+    api = ApiStream(
         modes=modes or body.modes,
         subgraphs=body.stream_subgraphs,
         interrupt_before=body.interrupt_before,
@@ -126,6 +127,6 @@ def start_request(
         command=body.command.model_dump(exclude_unset=True) if body.command else None,
         checkpoint=checkpoint or None, config=body.config, context=body.context,
         metadata=body.metadata, multitask_strategy=body.multitask_strategy,
-        create_thread=body.if_not_exists == "create", temporary=temporary, api=api,
+        create_thread=body.if_not_exists == "create", temporary=temporary, stream=api,
         record_kwargs=kwargs,
     )  # fmt: skip

@@ -12,20 +12,22 @@ from graphs.manager import build_manager_graph
 from memory.process import ProcessMemorySaver
 from nodes.models import ModelProvider
 from server.agent_protocol.messages import SubscribeParams, matches
-from server.engine import ApiRun, Run, RunManager, StartRequest
+from server.agent_protocol.streaming import ProtocolStream
+from server.engine import Run, RunManager, StartRequest
 from server.engine.coordination import ActiveRun, MemoryControl, MemoryRunLeases
 from server.engine.events import Logged, is_terminal, lifecycle, numbered
 from server.engine.run import Strategy
 from server.guard.refusals import Refusal, Refused
+from server.langgraph_api.streaming import ApiStream
 from server.stores.event_log import MemoryEventLog
 
 POEM = {"messages": [{"role": "user", "content": "Write a short poem about rivers"}]}
 
 
-def start(strategy: Strategy = "reject", api: ApiRun | None = None) -> StartRequest:
+def start(strategy: Strategy = "reject", api: ApiStream | None = None) -> StartRequest:
     return StartRequest(
         owner="alice", limit_key="alice", assistant_id="manager", input=POEM,
-        multitask_strategy=strategy, api=api,
+        multitask_strategy=strategy, stream=api or ProtocolStream(),
     )  # fmt: skip
 
 
@@ -87,9 +89,9 @@ async def test_a_run_is_numbered_logged_and_recorded_to_its_end() -> None:
 
 async def test_reject_refuses_a_busy_thread_and_keeps_no_record_of_the_refusal() -> None:
     async with engine(ttft=0.5) as runs:
-        first = await runs.start("t-1", start(api=ApiRun()))
+        first = await runs.start("t-1", start(api=ApiStream()))
         with pytest.raises(Refused) as refused:
-            await runs.start("t-1", start("reject", api=ApiRun()))
+            await runs.start("t-1", start("reject", api=ApiStream()))
         assert refused.value.reason is Refusal.BUSY
         assert [r.run_id for r in await runs.records_of("t-1")] == [first.run_id]
         await finished(first)
@@ -97,8 +99,8 @@ async def test_reject_refuses_a_busy_thread_and_keeps_no_record_of_the_refusal()
 
 async def test_enqueue_waits_for_the_running_run_then_runs() -> None:
     async with engine(ttft=0.3) as runs:
-        first = await runs.start("t-1", start(api=ApiRun()))
-        second = await runs.start("t-1", start("enqueue", api=ApiRun()))
+        first = await runs.start("t-1", start(api=ApiStream()))
+        second = await runs.start("t-1", start("enqueue", api=ApiStream()))
         queued = await runs.record("t-1", second.run_id)
         assert queued is not None and queued.status == "pending"
         await finished(first)
@@ -132,7 +134,7 @@ async def test_a_cancelled_run_keeps_the_answer_its_user_saw() -> None:
 
 async def test_a_rollback_deletes_what_the_run_wrote() -> None:
     async with engine(tokens_per_second=40) as runs:
-        run = await runs.start("t-1", start(api=ApiRun()))
+        run = await runs.start("t-1", start(api=ApiStream()))
         await asyncio.sleep(0)  # let it begin
         await runs.cancel("t-1", run.run_id, action="rollback")
         await finished(run)
