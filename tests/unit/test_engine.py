@@ -230,3 +230,23 @@ async def test_a_run_still_writing_its_end_is_not_ended_as_lost_by_its_own_proce
         events = await logged(runs, "t-1")
     assert [end["event"] for end in ends(events)] == ["completed"]
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+
+
+@pytest.mark.parametrize("strategy", ["interrupt", "rollback"])
+async def test_interrupt_and_rollback_stop_the_running_run_then_run(strategy: Strategy) -> None:
+    async with engine(tokens_per_second=40) as runs:
+        first = await runs.start("t-1", start(api=ApiStream()))
+        second = await runs.start("t-1", start(strategy, api=ApiStream()))
+        await finished(first)
+        await finished(second)
+        events = await logged(runs, "t-1")
+        records = {r.run_id: r for r in await runs.records_of("t-1")}
+    ended = {end["run_id"]: end for end in ends(events)}
+    assert ended[first.run_id]["code"] == "cancelled"
+    assert ended[second.run_id]["event"] == "completed"
+    assert records[second.run_id].status == "success"
+    # `interrupt` keeps the stopped run (interrupted); `rollback` deletes its record.
+    if strategy == "interrupt":
+        assert records[first.run_id].status == "interrupted"
+    else:
+        assert first.run_id not in records
