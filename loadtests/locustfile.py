@@ -18,7 +18,8 @@ import time
 import uuid
 from typing import Any
 
-from locust import HttpUser, LoadTestShape, User, between, events, task
+import websocket
+from locust import HttpUser, LoadTestShape, User, between, constant, events, task
 from locust.env import Environment
 
 from loadtests.ws import ProtocolFailure, RunTiming, ThreadSocket
@@ -26,6 +27,9 @@ from loadtests.ws import ProtocolFailure, RunTiming, ThreadSocket
 SCENARIO = os.environ.get("ALMA_LOADTEST_SCENARIO", "smoke")
 CANCEL_DEADLINE = 15.0
 """Seconds a cancelled run may take to end before the cancel counts as failed."""
+IDLE_READ_SECONDS = 1.0
+"""How long an idle tab's read waits before it reads again: short, so a stopping run
+is not held up by it (the tab is never without a read)."""
 THINK = (float(os.environ.get("ALMA_LOADTEST_THINK_MIN", "1")),
          float(os.environ.get("ALMA_LOADTEST_THINK_MAX", "3")))  # fmt: skip
 
@@ -228,10 +232,15 @@ SmokeUser.tasks = [_every_request]
 
 
 class IdleSocketUser(StreamingUser):
-    """An open tab: a WebSocket subscribed to its thread, waiting, pinged now and then."""
+    """An open tab: a WebSocket subscribed to its thread, waiting for events.
+
+    Like a browser's, it is always reading, so the server's pings get their pongs (the
+    WebSocket client answers each as it reads); a socket that never read would be
+    closed by the server after its first unanswered ping.
+    """
 
     fixed_count = int(os.environ.get("ALMA_LOADTEST_IDLE", "0"))
-    wait_time = between(20, 30)
+    wait_time = constant(0)
 
     def on_start(self) -> None:
         """Open the socket and subscribe."""
@@ -244,11 +253,15 @@ class IdleSocketUser(StreamingUser):
                   exception=exc)  # fmt: skip
             raise
         _fire(self.environment, "WS", "idle connect", started, time.perf_counter())
+        self.socket.socket.settimeout(IDLE_READ_SECONDS)
 
     @task
     def stay(self) -> None:
-        """Keep the connection alive."""
-        self.socket.socket.ping()
+        """Read, as an open tab does: pings are answered; no events come to an idle thread."""
+        try:
+            self.socket.socket.recv()
+        except websocket.WebSocketTimeoutException:
+            return
 
     def on_stop(self) -> None:
         """Close the socket."""
@@ -325,6 +338,8 @@ if SCENARIO == "spike":
 
 @events.quitting.add_listener  # type: ignore[untyped-decorator]
 def _fail_on_any_error(environment: Environment, **_: Any) -> None:
-    # A load run that lost a request is a failed run, whatever the figures say.
-    if environment.stats.total.num_failures > 0:
+    # A load run that lost a request, or whose users raised, is a failed run, whatever
+    # the figures say.
+    runner = environment.runner
+    if environment.stats.total.num_failures > 0 or (runner is not None and runner.exceptions):
         environment.process_exit_code = 1

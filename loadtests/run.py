@@ -91,6 +91,13 @@ class Resources:
 
     samples: list[tuple[float, float, int]] = field(default_factory=list)
     """(seconds since start, CPU cores in use, RSS bytes)."""
+    websockets: list[tuple[float, int]] = field(default_factory=list)
+    """(seconds since start, WebSockets open by the servers' own gauge), for ALMA."""
+
+    def websockets_held(self, after: float, until: float) -> int | None:
+        """The fewest WebSockets open at any sample between `after` and `until` seconds."""
+        held = (open_ for at, open_ in self.websockets if after <= at <= until)
+        return min(held, default=None)
 
     @property
     def peak_rss(self) -> int:
@@ -101,6 +108,22 @@ class Resources:
     def mean_cpu(self) -> float:
         """Average cores in use."""
         return sum(c for _, c, _ in self.samples) / len(self.samples) if self.samples else 0.0
+
+
+def open_websockets(servers: Sequence[Server]) -> int | None:
+    """WebSockets open now, summed over `servers`, by their `/metrics` (None: unreadable)."""
+    total = 0
+    for server in servers:
+        try:
+            text = httpx.get(f"{server.url}/metrics", timeout=2).text
+            families = {f.name: f for f in text_string_to_metric_families(text)}
+        except (httpx.HTTPError, ValueError):
+            return None
+        gauge = families.get("alma_websocket_connections")
+        if gauge is None:
+            return None
+        total += int(sum(sample.value for sample in gauge.samples))
+    return total
 
 
 def usage(servers: Sequence[Server]) -> tuple[float, int]:
@@ -125,6 +148,8 @@ def sampling(servers: Sequence[Server], every: float = 1.0) -> Iterator[Resource
             cores = (cpu - cpu_before) / (now - at_before) if now > at_before else 0.0
             resources.samples.append((round(now - started, 1), round(cores, 3), rss))
             cpu_before, at_before = cpu, now
+            if (open_ := open_websockets(servers)) is not None:
+                resources.websockets.append((round(now - started, 1), open_))
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
@@ -207,6 +232,10 @@ class Summary:
     """Runs started on each process (from its `/metrics`)."""
     cpu_cores: dict[str, float] = field(default_factory=dict)
     """Mean cores used by the rest of the machine: nginx, simulator, Redis, Locust, all."""
+    websockets_peak: int | None = None
+    """Most WebSockets the servers had open at once (their gauge; None: not ALMA)."""
+    websockets_held: int | None = None
+    """Fewest WebSockets open in the run's second half: the idle ones must all be there."""
 
     @property
     def label(self) -> str:
@@ -244,6 +273,18 @@ def read_stats(folder: Path) -> tuple[list[dict[str, Any]], dict[str, int]]:
     return rows, errors
 
 
+def read_exceptions(folder: Path) -> dict[str, int]:
+    """What Locust's users raised outside any request (a broken pipe, a bug), by message."""
+    raised: dict[str, int] = {}
+    path = folder / "locust_exceptions.csv"
+    if path.exists():
+        with path.open() as f:
+            for row in csv.DictReader(f):
+                key = f"exception: {row['Message']}"[:200]
+                raised[key] = raised.get(key, 0) + int(row["Count"])
+    return raised
+
+
 def summarise(
     target: str,
     scenario: Scenario,
@@ -257,6 +298,7 @@ def summarise(
 ) -> Summary:
     """The figures of one target's run, from Locust's CSV, the samples and the CPU shares."""
     rows, errors = read_stats(folder)
+    raised = read_exceptions(folder)
 
     def row(kind: str, name: str) -> dict[str, Any]:
         return next((r for r in rows if r["type"] == kind and r["name"] == name), {})
@@ -271,7 +313,8 @@ def summarise(
         duration_s=round(seconds, 1),
         runs=runs,
         runs_per_second=round(runs / seconds, 2) if seconds else 0.0,
-        failures=sum(r["failures"] for r in rows),
+        # A user that raised lost whatever it was doing: it counts as a failure too.
+        failures=sum(r["failures"] for r in rows) + sum(raised.values()),
         ttft_p50_ms=ttft.get("p50_ms"),
         ttft_p95_ms=ttft.get("p95_ms"),
         ttft_p99_ms=ttft.get("p99_ms"),
@@ -279,8 +322,10 @@ def summarise(
         run_p95_ms=run.get("p95_ms"),
         run_p99_ms=run.get("p99_ms"),
         peak_rss_mib=round(resources.peak_rss / 2**20, 1),
+        websockets_peak=max((n for _, n in resources.websockets), default=None),
+        websockets_held=resources.websockets_held(after=seconds / 2, until=seconds),
         mean_cpu_cores=round(resources.mean_cpu, 2),
-        errors=errors,
+        errors={**errors, **raised},
         requests=rows,
         processes=processes,
         runs_by_process=list(runs_by_process),
@@ -475,6 +520,9 @@ def run_target(
     with (folder / "resources.csv").open("w") as f:
         f.write("seconds,cpu_cores,rss_bytes\n")
         f.writelines(f"{t},{c},{r}\n" for t, c, r in resources.samples)
+    with (folder / "websockets.csv").open("w") as f:
+        f.write("seconds,open\n")
+        f.writelines(f"{t},{n}\n" for t, n in resources.websockets)
     runs_by_process = [runs_started(home) for home in homes] if target == "alma" else []
     summary = summarise(target, scenario, folder, resources, min(seconds, scenario.duration),
                         processes=processes, runs_by_process=runs_by_process,
@@ -549,6 +597,14 @@ def report(folder: Path, scenario: Scenario, summaries: Sequence[Summary], worke
         cpu_table(summaries),
         "",
     ]
+    held = [s for s in summaries if s.websockets_peak is not None]
+    if held:
+        figures = "; ".join(
+            f"{s.label} peak {s.websockets_peak}, fewest in the run's second half "
+            f"{s.websockets_held}"
+            for s in held
+        )
+        text += [f"WebSockets open, by the server's own gauge each second: {figures}.", ""]
     for s in summaries:
         text += [f"## {s.label}: requests", "",
                  "| type | name | count | failures | p50 ms | p95 ms | p99 ms |",
@@ -594,6 +650,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
     parser.add_argument("--duration", type=int, help="seconds of load (default: the scenario's)")
     parser.add_argument("--users", type=int, help="active users (default: the scenario's)")
+    parser.add_argument("--idle", type=int, help="idle WebSockets (default: the scenario's)")
     parser.add_argument(
         "--target", choices=["alma", "langgraph-dev", "both"], default="alma",
         help="the server under test; `both` runs the same load on each, one after the other",
@@ -624,8 +681,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     scenario = SCENARIOS[args.scenario]
     if args.duration:
         scenario = replace(scenario, duration=args.duration)
-    if args.users:
-        scenario = replace(scenario, users=args.users + scenario.idle)
+    if args.users or args.idle is not None:
+        idle = scenario.idle if args.idle is None else args.idle
+        active = args.users or scenario.users - scenario.idle
+        scenario = replace(scenario, users=active + idle, idle=idle)
     if args.profile:
         scenario = replace(scenario, profile=args.profile)
     folder = args.out or ROOT / "reports" / f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -117,6 +117,14 @@ class Settings(ModelSettings, MemorySettings):
     sse_heartbeat_seconds: float = Field(
         default=15.0, gt=0, description="Idle seconds before an SSE stream sends a heartbeat."
     )
+    ws_ping_interval: float = Field(
+        default=20.0, gt=0, description="Seconds between the server's pings on a WebSocket."
+    )
+    ws_ping_timeout: float = Field(
+        default=20.0,
+        gt=0,
+        description="Seconds a WebSocket client has to answer a ping before it is closed.",
+    )
 
     # -- rate limits (per owner; per client address without keys) ---------------------
     limit_connections: int = Field(

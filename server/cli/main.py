@@ -131,8 +131,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             log_config=None,
             log_level="debug" if args.verbose else settings.log_level,
             access_log=False,
-            ws_ping_interval=20,
-            ws_ping_timeout=20,
+            # A client that stopped reading (gone without a close) is closed once it
+            # leaves a ping unanswered.
+            ws_ping_interval=settings.ws_ping_interval,
+            ws_ping_timeout=settings.ws_ping_timeout,
             # An oversized WebSocket message closes the connection with 1009.
             ws_max_size=settings.max_ws_message_bytes,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -99,3 +100,21 @@ def test_smoke_load_through_nginx_reaches_every_process_and_reports_each_count(
     assert [runs_started(out / "alma-2" / f"process-{n}") for n in (1, 2)] == two
     assert "| alma ×1 via nginx | 4 |" in result.stdout
     assert "| alma ×2 via nginx | 4 |" in result.stdout
+
+
+def test_idle_sockets_answer_the_servers_pings_and_stay_open(tmp_path: Path) -> None:
+    # The server pings every second and closes a socket that leaves a ping unanswered
+    # for a second: an idle user that never read would be gone within seconds. Open
+    # tabs read, so all of them are still open, by the server's own gauge, at the end.
+    out = tmp_path / "report"
+    env = {**os.environ, "ALMA_WS_PING_INTERVAL": "1", "ALMA_WS_PING_TIMEOUT": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "server.cli", "loadtest", "connections", "--users", "1",
+         "--idle", "10", "--duration", "10", "--profile", "fast", "--out", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    [alma] = json.loads((out / "summary.json").read_text())["summaries"]
+    assert alma["failures"] == 0, alma["errors"]
+    assert alma["websockets_held"] is not None and alma["websockets_held"] >= 10, alma
+    assert "fewest in the run's second half" in (out / "summary.md").read_text()
