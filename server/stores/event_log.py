@@ -17,7 +17,7 @@ from redis.exceptions import ResponseError
 
 from memory.connection import execute_replaying
 from memory.keys import RedisKeys
-from server.engine.events import Logged
+from server.engine.events import Logged, is_terminal, run_started
 
 _DUPLICATE_ID = "equal or smaller than the target stream top item"
 """Redis's (and Valkey's) refusal of an XADD whose id the stream already has."""
@@ -61,10 +61,16 @@ class RedisEventLog:
         return self.keys.events(thread_id)
 
     async def append(self, thread_id: str, events: list[Logged]) -> None:
-        """Store numbered events, in order, in one round trip; restart the TTL."""
+        """Store numbered events, in order, in one round trip.
+
+        The TTL restarts when a run starts or ends (a batch with its root `running` or
+        its end), not with every batch: a run's log outlives the run by the TTL either
+        way, for one command per run instead of one per batch.
+        """
         if not events:
             return
         key = self.key(thread_id)
+        refresh = any(run_started(e) is not None or is_terminal(e) for e in events)
 
         def queue(pipe: Any) -> None:
             for event in events:
@@ -75,7 +81,8 @@ class RedisEventLog:
                     maxlen=self.maxlen,
                     approximate=True,
                 )
-            pipe.expire(key, self.ttl)
+            if refresh:
+                pipe.expire(key, self.ttl)
 
         try:
             # A batch that met a connection a Redis restart closed is sent again on a

@@ -1,0 +1,69 @@
+"""What one run costs in Redis, counted by Redis itself, so that the cost cannot creep back.
+
+One creative run through the agent protocol, on the app in process and a redis-server of
+its own: every command Redis executed for it (its background upkeep left out), from the
+start of the run to the last write of its end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import redis
+
+from server.app import create_app
+from server.engine import Run
+from server.services import Services
+from server.settings import Settings
+from tests.utils.local import LocalClient
+from tests.utils.redis_server import redis_server
+
+pytestmark = pytest.mark.integration
+
+MOST_COMMANDS = 370
+"""Commands one creative run may cost today: 362 measured on 2026-12-02 (402 before the
+event log's TTL was restarted once per run instead of once per batch). The goal is 40:
+lower this as the cost comes down."""
+UPKEEP = {"ping", "info", "config|resetstat", "subscribe", "client|setinfo", "hello"}
+"""Commands of the process's own upkeep (health pings, the control channel), not the run's."""
+POEM = {"role": "user", "content": "Write a short poem about rivers"}
+
+
+def run_on(client: LocalClient, thread_id: str) -> None:
+    services: Services = client.app.state.services  # type: ignore[attr-defined]
+    start = {"id": 1, "method": "run.start",
+             "params": {"assistant_id": "manager", "input": {"messages": [POEM]}}}  # fmt: skip
+    run_id = client.post(f"/threads/{thread_id}/commands", json=start).json()["result"]["run_id"]
+    run: Run | None = services.runs.runs.get(run_id)
+    if run is not None and run.task is not None:
+        task = run.task
+
+        async def finished() -> None:
+            await asyncio.wait_for(asyncio.shield(task), 30)
+
+        client.portal.call(finished)  # type: ignore[union-attr]
+
+
+def test_one_creative_run_costs_a_bounded_number_of_redis_commands(tmp_path: Path) -> None:
+    with redis_server(tmp_path) as server:
+        settings = Settings(
+            _env_file=None, redis_url=server.url, simulated_ttft=0,
+            simulated_tokens_per_second=0,
+        )  # fmt: skip
+        counter = redis.Redis(port=server.port)
+        with LocalClient(create_app(settings)) as client:
+            run_on(client, "t-warm")  # scripts loaded, connections made
+            counter.config_resetstat()
+            run_on(client, "t-counted")
+            stats = counter.info("commandstats")
+    calls = {
+        name.removeprefix("cmdstat_"): int(figures["calls"])
+        for name, figures in stats.items()
+        if name.removeprefix("cmdstat_") not in UPKEEP
+    }
+    total = sum(calls.values())
+    breakdown = sorted(calls.items(), key=lambda item: -item[1])
+    assert total <= MOST_COMMANDS, breakdown
+    assert calls.get("xadd", 0) > 50, breakdown  # the run's events were logged, one by one
