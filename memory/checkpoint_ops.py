@@ -322,7 +322,9 @@ class CheckpointOps(BaseCheckpointSaver[str]):
                 else:
                     p.hsetnx(keys.writes, name, packed)
             p.zadd(keys.write_index, {name: 0 for name, _, _ in entries})
-            self._expire(p, keys.all)
+            # Only the keys written here: a task's writes follow the checkpoint they
+            # belong to, whose write restarted the whole thread's TTL moments before.
+            self._expire(p, (keys.writes, keys.write_index))
 
         if entries:
             yield Batch(queue, transaction=True)
