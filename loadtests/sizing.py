@@ -17,6 +17,7 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import redis
 
@@ -108,7 +109,9 @@ def weigh(client: redis.Redis, prefix: str) -> tuple[Counter[str], int]:
         kind = kind_of(name)
         sizes[kind] += int(client.memory_usage(name, samples=0) or 0)
         if kind == "event log":
-            events += int(client.xlen(name))
+            # Each stream entry holds a batch of events, one field each.
+            entries: Any = client.xrange(name)
+            events += sum(len(fields) for _, fields in entries)
     return sizes, events
 
 

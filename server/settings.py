@@ -89,7 +89,12 @@ class Settings(ModelSettings, MemorySettings):
         "client; `*` believes any sender (only when nothing else can reach ALMA).",
     )
     event_log_maxlen: int = Field(
-        default=10_000, ge=100, description="Most events kept per thread for resume."
+        default=10_000,
+        ge=100,
+        description=(
+            "Most stream entries kept per thread for resume; each entry is a batch of up "
+            "to 32 events, so at least this many events are kept."
+        ),
     )
     event_log_ttl: int = Field(
         default=24 * 3600, ge=60, description="Seconds a thread's event log is kept."

@@ -1,8 +1,10 @@
 """Each thread's event log: every event a run emits, numbered, kept for replay.
 
-In Redis it is a stream per thread (`<prefix>:{thread}:events`, entry ids `0-<seq>`),
-capped and expiring, so a client reconnecting to any process can resume from the last
-`seq` it saw. Without Redis, a bounded in-process log stands in.
+In Redis it is a stream per thread (`<prefix>:{thread}:events`), capped and expiring, so
+a client reconnecting to any process can resume from the last `seq` it saw. Each entry
+holds one batch of consecutive events as the emitter writes it (up to `ENTRY_EVENTS`),
+its id `0-<seq of its last event>`: one command per batch, not one per event. Without
+Redis, a bounded in-process log stands in.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from memory.connection import execute_replaying
 from memory.keys import RedisKeys
 from server.engine.events import Logged, is_terminal, run_started
 
+ENTRY_EVENTS = 32
+"""Most events one stream entry holds: a longer batch is written as several entries."""
 _DUPLICATE_ID = "equal or smaller than the target stream top item"
 """Redis's (and Valkey's) refusal of an XADD whose id the stream already has."""
 
@@ -72,12 +76,14 @@ class RedisEventLog:
         key = self.key(thread_id)
         refresh = any(run_started(e) is not None or is_terminal(e) for e in events)
 
+        entries = [events[i : i + ENTRY_EVENTS] for i in range(0, len(events), ENTRY_EVENTS)]
+
         def queue(pipe: Any) -> None:
-            for event in events:
+            for entry in entries:
                 pipe.xadd(
                     key,
-                    {"e": event.raw},
-                    id=f"0-{event['seq']}",
+                    {str(n): event.raw for n, event in enumerate(entry)},
+                    id=f"0-{entry[-1]['seq']}",
                     maxlen=self.maxlen,
                     approximate=True,
                 )
@@ -97,39 +103,53 @@ class RedisEventLog:
             await self.client.expire(key, self.ttl)
 
     @staticmethod
-    def _decode(entries: list[Any]) -> list[Logged]:
-        return [Logged.decode(fields[b"e"]) for _, fields in entries]
+    def _decode(entries: list[Any], after: int = 0) -> list[Logged]:
+        # An entry holds a batch (fields "0", "1", …; "e" in logs written before
+        # batches); the first entry read may begin at or before `after`.
+        events = (Logged.decode(raw) for _, fields in entries for raw in fields.values())
+        return [event for event in events if event["seq"] > after]
 
     async def read(self, thread_id: str, after: int, limit: int = 1000) -> list[Logged]:
-        """Events with `seq` greater than `after`, oldest first."""
-        entries: Any = await self.client.xrange(
-            self.key(thread_id), f"(0-{after}", "+", count=limit
-        )
-        return self._decode(entries)
+        """Events with `seq` greater than `after`, oldest first.
+
+        At least `limit` of them when the log holds that many more (a page shorter than
+        `limit` is the last).
+        """
+        found: list[Logged] = []
+        start = f"(0-{after}"
+        while True:
+            entries: Any = await self.client.xrange(self.key(thread_id), start, "+", count=limit)
+            found.extend(self._decode(entries, after))
+            if len(entries) < limit or len(found) >= limit:
+                return found
+            start = f"({_entry_id(entries[-1][0])}"
 
     async def last_seq(self, thread_id: str) -> int:
         """The `seq` of the thread's newest event, 0 if none."""
         newest: Any = await self.client.xrevrange(self.key(thread_id), "+", "-", count=1)
         if not newest:
             return 0
-        entry_id = newest[0][0]
-        return int((entry_id.decode() if isinstance(entry_id, bytes) else entry_id).split("-")[1])
+        return int(_entry_id(newest[0][0]).split("-")[1])
 
     async def last(self, thread_id: str) -> Logged | None:
         """The thread's newest event, if any."""
         newest: Any = await self.client.xrevrange(self.key(thread_id), "+", "-", count=1)
-        return self._decode(newest)[0] if newest else None
+        return self._decode(newest)[-1] if newest else None
 
     async def wait(self, thread_id: str, after: int, timeout: float) -> list[Logged]:
         """Events after `after`, blocking in Redis up to `timeout` seconds for the first."""
         found: Any = await self.client.xread(
             {self.key(thread_id): f"0-{after}"}, count=1000, block=int(timeout * 1000)
         )
-        return self._decode(found[0][1]) if found else []
+        return self._decode(found[0][1], after) if found else []
 
     async def delete(self, thread_id: str) -> None:
         """Forget a thread's events."""
         await self.client.delete(self.key(thread_id))
+
+
+def _entry_id(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
 
 
 class MemoryEventLog:

@@ -243,10 +243,15 @@ async def _until_gone(client: LangGraphClient, thread_id: str, run_id: str) -> N
 
 
 async def _until_running(client: LangGraphClient, thread_id: str, run_id: str) -> None:
-    # A cancel must meet the run while it runs: poll its status, bounded.
-    for _ in range(200):
+    # A cancel must meet the run while it runs, past its first checkpoint (which holds
+    # its input: what an interrupted run keeps): poll, bounded. On a busy machine a run
+    # is `running` a while before LangGraph writes that checkpoint.
+    for _ in range(500):
         if (await client.runs.get(thread_id, run_id))["status"] == "running":
-            return
+            state = as_json(await client.threads.get_state(thread_id))
+            said = [m["content"] for m in (state["values"] or {}).get("messages", [])]
+            if ANALYTICAL["messages"][0]["content"] in said:
+                return
         await asyncio.sleep(0.02)
     raise AssertionError("the run never started")
 

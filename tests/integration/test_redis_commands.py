@@ -22,11 +22,11 @@ from tests.utils.redis_server import redis_server
 
 pytestmark = pytest.mark.integration
 
-MOST_COMMANDS = 355
-"""Commands one creative run may cost today: 347 measured on 2026-12-02 (402 before the
-event log's TTL was restarted once per run instead of once per batch, and a task's
-writes restarted only their own keys' TTL). The goal is 40: lower this as the cost
-comes down."""
+MOST_COMMANDS = 255
+"""Commands one creative run may cost today: 245 measured on 2026-12-02 (402 at the start
+of that day: a batch of events is now one stream entry, not one per event; the event
+log's TTL restarts once per run, not per batch; a task's writes restart only their own
+keys' TTL). The goal is 40: lower this as the cost comes down."""
 UPKEEP = {"ping", "info", "config|resetstat", "subscribe", "client|setinfo", "hello"}
 """Commands of the process's own upkeep (health pings, the control channel), not the run's."""
 POEM = {"role": "user", "content": "Write a short poem about rivers"}
@@ -67,4 +67,4 @@ def test_one_creative_run_costs_a_bounded_number_of_redis_commands(tmp_path: Pat
     total = sum(calls.values())
     breakdown = sorted(calls.items(), key=lambda item: -item[1])
     assert total <= MOST_COMMANDS, breakdown
-    assert calls.get("xadd", 0) > 50, breakdown  # the run's events were logged, one by one
+    assert calls.get("xadd", 0) >= 1, breakdown  # the run's events were logged, in batches
