@@ -29,14 +29,17 @@ _META = "m:"
 """Prefix of the hash fields that hold metadata keys."""
 
 # ARGV: now, whether the state changed ("1"/"0"), ttl, then metadata field/value pairs.
-# Creates the record if it is missing; returns the record.
+# Creates the record if it is missing; returns the record. One HSET writes every field.
 _TOUCH = """
+local fields = {'updated_at', ARGV[1]}
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('HSET', KEYS[1], 'created_at', ARGV[1], 'state_updated_at', ARGV[1])
+  table.insert(fields, 'created_at'); table.insert(fields, ARGV[1])
+  table.insert(fields, 'state_updated_at'); table.insert(fields, ARGV[1])
+elseif ARGV[2] == '1' then
+  table.insert(fields, 'state_updated_at'); table.insert(fields, ARGV[1])
 end
-redis.call('HSET', KEYS[1], 'updated_at', ARGV[1])
-if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'state_updated_at', ARGV[1]) end
-for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 4, #ARGV do table.insert(fields, ARGV[i]) end
+redis.call('HSET', KEYS[1], unpack(fields))
 if tonumber(ARGV[3]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
 return redis.call('HGETALL', KEYS[1])
 """
@@ -46,9 +49,9 @@ _CREATE = """
 local created = 0
 if redis.call('EXISTS', KEYS[1]) == 0 then
   created = 1
-  redis.call('HSET', KEYS[1], 'created_at', ARGV[1], 'updated_at', ARGV[1],
-             'state_updated_at', ARGV[1])
-  for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+  local fields = {'created_at', ARGV[1], 'updated_at', ARGV[1], 'state_updated_at', ARGV[1]}
+  for i = 3, #ARGV do table.insert(fields, ARGV[i]) end
+  redis.call('HSET', KEYS[1], unpack(fields))
   if tonumber(ARGV[2]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 end
 local found = redis.call('HGETALL', KEYS[1])
