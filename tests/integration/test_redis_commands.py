@@ -7,17 +7,14 @@ start of the run to the last write of its end.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
 import redis
 
 from server.app import create_app
-from server.engine import Run
-from server.services import Services
 from server.settings import Settings
-from tests.utils.local import LocalClient
+from tests.utils.local import LocalClient, until_runs_end
 from tests.utils.redis_server import redis_server
 
 pytestmark = pytest.mark.integration
@@ -34,18 +31,10 @@ POEM = {"role": "user", "content": "Write a short poem about rivers"}
 
 
 def run_on(client: LocalClient, thread_id: str) -> None:
-    services: Services = client.app.state.services  # type: ignore[attr-defined]
     start = {"id": 1, "method": "run.start",
              "params": {"assistant_id": "manager", "input": {"messages": [POEM]}}}  # fmt: skip
-    run_id = client.post(f"/threads/{thread_id}/commands", json=start).json()["result"]["run_id"]
-    run: Run | None = services.runs.runs.get(run_id)
-    if run is not None and run.task is not None:
-        task = run.task
-
-        async def finished() -> None:
-            await asyncio.wait_for(asyncio.shield(task), 30)
-
-        client.portal.call(finished)  # type: ignore[union-attr]
+    assert client.post(f"/threads/{thread_id}/commands", json=start).is_success
+    until_runs_end(client)
 
 
 def test_one_creative_run_costs_a_bounded_number_of_redis_commands(tmp_path: Path) -> None:

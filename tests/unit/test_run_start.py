@@ -12,6 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from server.services import Services
+from tests.utils.local import until_runs_end
 
 HAIKU = {
     "assistant_id": "manager",
@@ -31,12 +32,8 @@ def counting(
     return counted
 
 
-def test_a_streamed_run_reads_the_log_tail_once_and_writes_its_record_at_start_and_end(
-    app_client: TestClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    services: Services = app_client.app.state.services  # type: ignore[attr-defined]
-    thread = app_client.post("/threads", json={}).json()["thread_id"]
-    calls: Counter[str] = Counter()
+def record_writes(services: Services, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The status of every run record written from now on, in order."""
     statuses: list[str] = []
     put = services.run_records.put
 
@@ -44,14 +41,25 @@ def test_a_streamed_run_reads_the_log_tail_once_and_writes_its_record_at_start_a
         statuses.append(record.status)
         await put(record)
 
+    monkeypatch.setattr(services.run_records, "put", recorded)
+    return statuses
+
+
+def test_a_streamed_run_reads_the_log_tail_once_and_writes_its_record_at_start_and_end(
+    app_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services: Services = app_client.app.state.services  # type: ignore[attr-defined]
+    thread = app_client.post("/threads", json={}).json()["thread_id"]
+    calls: Counter[str] = Counter()
+    statuses = record_writes(services, monkeypatch)
     for name in ("last", "last_seq"):
         monkeypatch.setattr(services.log, name, counting(calls, name, getattr(services.log, name)))
-    monkeypatch.setattr(services.run_records, "put", recorded)
 
     with app_client.stream("POST", f"/threads/{thread}/runs/stream", json=HAIKU) as response:
         assert response.status_code == 200
         body = b"".join(response.iter_bytes())
     assert b"event: values" in body
+    until_runs_end(app_client)
 
     assert calls["last"] + calls["last_seq"] == 1, calls
     assert statuses == ["running", "success"]
@@ -61,18 +69,12 @@ def test_a_protocol_run_on_a_free_thread_is_recorded_running_then_ended(
     app_client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     services: Services = app_client.app.state.services  # type: ignore[attr-defined]
-    statuses: list[str] = []
-    put = services.run_records.put
-
-    async def recorded(record: Any) -> None:
-        statuses.append(record.status)
-        await put(record)
-
-    monkeypatch.setattr(services.run_records, "put", recorded)
+    statuses = record_writes(services, monkeypatch)
     start = {"id": 1, "method": "run.start", "params": {k: v for k, v in HAIKU.items()
                                                          if k != "stream_mode"}}  # fmt: skip
     answer = app_client.post("/threads/t-recorded/commands", json=start).json()
     run_id = answer["result"]["run_id"]
     joined = app_client.get(f"/threads/t-recorded/runs/{run_id}/join")
     assert joined.status_code == 200
+    until_runs_end(app_client)
     assert statuses == ["running", "success"]

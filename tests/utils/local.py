@@ -6,6 +6,7 @@ which a keyless ALMA refuses: it answers only loopback names unless told otherwi
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import urljoin
 
@@ -27,3 +28,19 @@ class LocalClient(TestClient):
     ) -> WebSocketTestSession:
         """Open a WebSocket at `url`, relative to `ws://127.0.0.1`."""
         return super().websocket_connect(urljoin("ws://127.0.0.1", url), subprotocols, **kwargs)
+
+
+def until_runs_end(client: TestClient) -> None:
+    """Wait for the in-process app's runs to finish, their ends all written.
+
+    A stream or a join ends at the run's end event; the run's record (and its lease) are
+    written after it.
+    """
+    services = client.app.state.services  # type: ignore[attr-defined]
+
+    async def ended() -> None:
+        tasks = [run.task for run in services.runs.runs.values() if run.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=30)
+
+    client.portal.call(ended)  # type: ignore[union-attr]
