@@ -263,26 +263,28 @@ def read_stats(folder: Path) -> tuple[list[dict[str, Any]], dict[str, int]]:
                 "p50_ms": _number(row["50%"]), "p95_ms": _number(row["95%"]),
                 "p99_ms": _number(row["99%"]), "max_ms": _number(row["Max Response Time"]),
             })  # fmt: skip
-    errors: dict[str, int] = {}
-    failures = folder / "locust_failures.csv"
-    if failures.exists():
-        with failures.open() as f:
-            for row in csv.DictReader(f):
-                key = f"{row['Name']}: {row['Error']}"[:200]
-                errors[key] = errors.get(key, 0) + int(row["Occurrences"])
+    errors = _tally(
+        folder / "locust_failures.csv", lambda row: f"{row['Name']}: {row['Error']}", "Occurrences"
+    )
     return rows, errors
 
 
 def read_exceptions(folder: Path) -> dict[str, int]:
     """What Locust's users raised outside any request (a broken pipe, a bug), by message."""
-    raised: dict[str, int] = {}
-    path = folder / "locust_exceptions.csv"
+    return _tally(
+        folder / "locust_exceptions.csv", lambda row: f"exception: {row['Message']}", "Count"
+    )
+
+
+def _tally(path: Path, key: Callable[[dict[str, str]], str], count: str) -> dict[str, int]:
+    """A Locust CSV's rows added up by `key` (cut to 200 characters); empty if missing."""
+    totals: dict[str, int] = {}
     if path.exists():
         with path.open() as f:
             for row in csv.DictReader(f):
-                key = f"exception: {row['Message']}"[:200]
-                raised[key] = raised.get(key, 0) + int(row["Count"])
-    return raised
+                name = key(row)[:200]
+                totals[name] = totals.get(name, 0) + int(row[count])
+    return totals
 
 
 def summarise(
