@@ -1,8 +1,8 @@
 """Per-caller limits, shared by every process through Redis.
 
-Runs and model tokens per window use the `limits` library's sliding-window counters;
-connections open at once use a lease-based semaphore, so a crashed process's slots free
-themselves.
+Runs, model tokens and writes per window are sliding-window counters
+(`server/guard/windows.py`); connections open at once use a lease-based semaphore, so a
+crashed process's slots free themselves.
 """
 
 from __future__ import annotations
@@ -14,14 +14,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from limits import RateLimitItem, RateLimitItemPerSecond
-from limits.aio.storage import MemoryStorage, RedisClusterStorage, RedisStorage
-from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from memory.keys import RedisKeys
+from server.guard.windows import Charge, MemoryWindows, RedisWindows, Windows
 from server.observability.metrics import RATE_LIMITED
 
 SLOT_LEASE_SECONDS = 60.0
@@ -192,73 +190,47 @@ class RateLimits:
         """Limits over Redis when given (shared by processes), else in process memory."""
         self.window = window
         self.connections = connections
-        self._runs = RateLimitItemPerSecond(runs, window)
-        self._tokens = RateLimitItemPerSecond(tokens, window)
-        self._writes = RateLimitItemPerSecond(writes, window)
-        storage: Any
-        if isinstance(redis, RedisCluster):
-            # `limits` builds a Cluster client of its own from a URI, without the
-            # password, TLS, timeouts and fail-over handling of the service's: it is
-            # made to use the service's client instead (the one it built never connects).
-            storage = RedisClusterStorage(
-                "async+redis+cluster://127.0.0.1:7000",
-                implementation="redispy",
-                key_prefix=keys.limits,
-            )
-            storage.bridge.storage = redis
-            storage.bridge.connection_getter = lambda _: redis
-            storage.bridge.register_scripts()
-        elif redis is not None:
-            # The URI is a formality: the counters share the service's connection pool.
-            pool: Any = redis.connection_pool
-            storage = RedisStorage(
-                "async+redis://localhost:6379",
-                implementation="redispy",
-                connection_pool=pool,
-                key_prefix=keys.limits,
-            )
+        self._runs = runs
+        self._tokens = tokens
+        self._writes = writes
+        self._windows: Windows
         if redis is not None:
+            self._windows = RedisWindows(redis, prefix=keys.limits, window=window)
             self.slots: RedisConnectionSlots | MemoryConnectionSlots = RedisConnectionSlots(
                 redis, keys=keys
             )
         else:
-            storage = MemoryStorage()
+            self._windows = MemoryWindows(window=window)
             self.slots = MemoryConnectionSlots()
-        self._limiter = SlidingWindowCounterRateLimiter(storage)
-
-    async def _stats(self, item: RateLimitItem, key: str) -> tuple[int, float]:
-        stats = await self._limiter.get_window_stats(item, key)
-        return stats.remaining, max(0.0, stats.reset_time - time.time())
 
     async def start_run(self, key: str) -> Verdict:
         """Count a new run, unless the caller is out of runs or tokens for the window."""
-        tokens_left, tokens_reset = await self._stats(self._tokens, key)
-        if tokens_left <= 0:
-            return _counted(
-                Verdict("model tokens", False, self._tokens.amount, 0, tokens_reset, self.window)
-            )
-        allowed = await self._limiter.hit(self._runs, key)
-        remaining, reset = await self._stats(self._runs, key)
-        return _counted(Verdict("runs", allowed, self._runs.amount, remaining, reset, self.window))
+        outcome = await self._windows.charge(
+            key, [Charge("tokens", self._tokens, 0), Charge("runs", self._runs, 1)], capped=False
+        )
+        reset = outcome.reset_after
+        if outcome.refused == 0:
+            return _counted(Verdict("model tokens", False, self._tokens, 0, reset, self.window))
+        remaining = self._runs - outcome.used[1]
+        allowed = outcome.refused is None
+        return _counted(Verdict("runs", allowed, self._runs, remaining, reset, self.window))
 
     async def write(self, key: str) -> Verdict:
         """Count a write that is not a run, unless the caller is out of writes.
 
         Writes: a thread created or copied, a state or a metadata update.
         """
-        allowed = await self._limiter.hit(self._writes, key)
-        remaining, reset = await self._stats(self._writes, key)
+        outcome = await self._windows.charge(key, [Charge("writes", self._writes, 1)], capped=False)
+        remaining = self._writes - outcome.used[0]
         return _counted(
-            Verdict("writes", allowed, self._writes.amount, remaining, reset, self.window)
-        )
+            Verdict("writes", outcome.refused is None, self._writes, remaining,
+                    outcome.reset_after, self.window)
+        )  # fmt: skip
 
     async def spend_tokens(self, key: str, tokens: int) -> None:
         """Charge a finished run's model tokens (up to what the window has left)."""
-        if tokens <= 0:
-            return
-        remaining, _ = await self._stats(self._tokens, key)
-        if remaining > 0:
-            await self._limiter.hit(self._tokens, key, cost=min(tokens, remaining))
+        if tokens > 0:
+            await self._windows.charge(key, [Charge("tokens", self._tokens, tokens)], capped=True)
 
     async def open_connection(self, key: str, connection_id: str) -> Verdict:
         """Take one of the caller's connection slots."""
