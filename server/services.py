@@ -177,6 +177,8 @@ def _engine(
         owner=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
         lease_seconds=settings.run_lease_seconds,
         wait_seconds=settings.multitask_wait_seconds,
+        durability=settings.durability,
+        flush_interval=settings.event_flush_interval,
         queue_size=settings.send_queue_size,
         spend_tokens=limits.spend_tokens,
         observability=observability,

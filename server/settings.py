@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from langgraph.types import Durability
 from pydantic import (
     AliasChoices,
     Field,
@@ -96,6 +97,16 @@ class Settings(ModelSettings, MemorySettings):
             "to 32 events, so at least this many events are kept."
         ),
     )
+    event_flush_interval: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description=(
+            "Least seconds between two writes of a run's events to its log: tokens that "
+            "stream in between are written, then sent, together. The run's start, the "
+            "answer's first token and the run's end go at once."
+        ),
+    )
     event_log_ttl: int = Field(
         default=24 * 3600, ge=60, description="Seconds a thread's event log is kept."
     )
@@ -112,6 +123,15 @@ class Settings(ModelSettings, MemorySettings):
     )
     run_lease_seconds: float = Field(
         default=30.0, gt=1, description="A crashed process frees its threads after this."
+    )
+    durability: Durability = Field(
+        default="exit",
+        description=(
+            "When a run's steps are saved: `exit` once, as it ends (completes, fails, is "
+            "cancelled or interrupted); `async` or `sync` after every step. With `exit` a "
+            "process that dies mid-run loses that run's steps: the thread stays as it was "
+            "before the run. LangGraph API runs save every step unless they ask otherwise."
+        ),
     )
     multitask_wait_seconds: float = Field(
         default=300.0, gt=0, description="How long `enqueue` / `interrupt` wait for a thread."

@@ -43,6 +43,7 @@ class ProtocolStream:
             version="v3",
             context=context,
             transformers=[CustomTransformer, UpdatesTransformer],
+            durability=run.durability,
         )
         graph_names: dict[str, str] = {}
         async for event in stream:

@@ -18,7 +18,11 @@ class Emitter:
     """Numbers a run's events, appends them to the log, then fans them out — in order.
 
     Events wait in a bounded queue and are written in batches: a burst of tokens costs
-    one Redis round trip, and a slow log slows the run instead of growing memory.
+    one Redis round trip, and a slow log slows the run instead of growing memory. Writes
+    are at least `flush_interval` seconds apart: the first event after a quiet spell (a
+    run's start, an answer's first token) goes at once, and the tokens streaming after it
+    wait for the next write together instead of costing one each. An event emitted
+    `now` (the answer's first token, the run's end) does not wait.
 
     A write that fails (Redis restarting, a Cluster master failing over) is caught up
     later: the run's events the log lacks — those of the failed writes, and any the old
@@ -34,6 +38,7 @@ class Emitter:
         log: EventLog,
         broker: Broker,
         catch_up_seconds: float = 10.0,
+        flush_interval: float = 0.0,
     ) -> None:
         self.thread_id = thread_id
         self.next_seq = first_seq
@@ -42,16 +47,21 @@ class Emitter:
         self.storage_error: Exception | None = None
         """Why the log lacks some of the run's events (None: it has them all)."""
         self.catch_up_seconds = catch_up_seconds
+        self.flush_interval = flush_interval
+        self._last_write = float("-inf")
         self._emitted: list[Logged] = []
         self._next_try = 0.0
         self._queue: asyncio.Queue[Logged | None] = asyncio.Queue(maxsize=4096)
         self._loop = asyncio.get_running_loop()
+        self._hurry: asyncio.Future[None] = self._loop.create_future()
         self._task = asyncio.create_task(self._flush())
 
-    async def emit(self, event: dict[str, Any]) -> None:
-        """Queue an event for the log and the subscribers."""
+    async def emit(self, event: dict[str, Any], *, now: bool = False) -> None:
+        """Queue an event for the log and the subscribers; `now`: write it at once."""
         await self._queue.put(numbered(event, self.next_seq))
         self.next_seq += 1
+        if now and not self._hurry.done():
+            self._hurry.set_result(None)
 
     def emit_soon(self, event: dict[str, Any]) -> None:
         """Queue an event from synchronous code (a callback), from any thread.
@@ -78,6 +88,12 @@ class Emitter:
             first = await self._queue.get()
             if first is None:
                 return
+            wait = self._last_write + self.flush_interval - self._loop.time()
+            if wait > 0 and not self._hurry.done():
+                await asyncio.wait({self._hurry}, timeout=wait)
+            if self._hurry.done():
+                self._hurry = self._loop.create_future()
+            self._last_write = self._loop.time()
             batch = [first]
             while not self._queue.empty():
                 item = self._queue.get_nowait()
@@ -117,6 +133,8 @@ class Emitter:
     async def close(self) -> None:
         """Write what is queued, catch the log up if it fell behind, and stop."""
         await self._queue.put(None)
+        if not self._hurry.done():
+            self._hurry.set_result(None)
         await self._task
         deadline = self._loop.time() + self.catch_up_seconds
         while self.storage_error is not None and self._loop.time() < deadline:

@@ -68,6 +68,7 @@ class RunExecution:
         lease_seconds: float,
         spend_tokens: Callable[[str, int], Awaitable[None]] | None,
         draining: Callable[[], bool],
+        flush_interval: float = 0.0,
     ) -> None:
         """`draining()` tells whether the process is shutting down (a cancel says so)."""
         self.graph = graph
@@ -80,6 +81,7 @@ class RunExecution:
         self.lease_seconds = lease_seconds
         self.spend_tokens = spend_tokens
         self._draining = draining
+        self.flush_interval = flush_interval
 
     async def execute(
         self,
@@ -93,8 +95,9 @@ class RunExecution:
         ends with one terminal event, written before the caller lets its thread go.
         """
         emitter = Emitter(
-            thread_id=run.thread_id, first_seq=active.first_seq, log=self.log, broker=self.broker
-        )
+            thread_id=run.thread_id, first_seq=active.first_seq, log=self.log,
+            broker=self.broker, flush_interval=self.flush_interval,
+        )  # fmt: skip
         renewer = asyncio.create_task(self._keep_lease(run, active, asyncio.current_task()))
         observe = self.observability
         observer = RunObserver(observe.prices, observe.model, on_task=emitter.emit_soon)
@@ -152,8 +155,10 @@ class RunExecution:
             await emitter.emit(lifecycle("running", run_id=run.run_id))
             stream = run.request.stream
             async for event in stream.events(self.graph, run, config, context):
+                waiting = run.progress.first_token_at is None
                 stream.note(run.progress, event)
-                await emitter.emit(event)
+                # The answer's first token is written at once: it is what the user waits on.
+                await emitter.emit(event, now=waiting and run.progress.first_token_at is not None)
             run.winding_down = True
             state = await self.graph.aget_state({"configurable": {"thread_id": run.thread_id}})
             outcome = outcome_of(state.values)

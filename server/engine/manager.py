@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Durability
 from pydantic import TypeAdapter, ValidationError
 from redis.exceptions import RedisError
 
@@ -60,11 +61,15 @@ class RunManager:
         records: RunRecords | None = None,
         on_start: Callable[[str], Awaitable[Mapping[str, Any]]] | None = None,
         on_temporary_end: Callable[[str], Awaitable[None]] | None = None,
+        durability: Durability = "exit",
+        flush_interval: float = 0.05,
     ) -> None:
         """Run the graph's runs for the process named `owner`.
 
         `queue_size` bounds each subscription's queue in the engine's broker, through
-        which every wire format follows a thread's events.
+        which every wire format follows a thread's events. `durability` is when a run's
+        steps are saved unless its request says otherwise; `flush_interval` is the least time
+        between two writes of a run's events to the log.
         """
         self.graph = graph
         self.log = log
@@ -80,6 +85,7 @@ class RunManager:
         self.lease_seconds = lease_seconds
         self.wait_seconds = wait_seconds
         self.spend_tokens = spend_tokens
+        self.durability: Durability = durability
         self.observability = observability or Observability()
         self.records: RunRecords = records or MemoryRunRecords()
         self._on_start = on_start
@@ -94,7 +100,7 @@ class RunManager:
             graph=graph, log=log, broker=self.broker, leases=leases, records=self.records,
             endings=self.endings, observability=self.observability,
             lease_seconds=lease_seconds, spend_tokens=spend_tokens,
-            draining=lambda: self.draining,
+            draining=lambda: self.draining, flush_interval=flush_interval,
         )  # fmt: skip
         self.admission = ThreadAdmission(
             leases=leases, endings=self.endings, owner=owner, wait_seconds=wait_seconds,
@@ -145,7 +151,8 @@ class RunManager:
                 # As on LangGraph's server, a run's metadata (and so its checkpoints')
                 # starts from its thread's, and the request's own keys win.
                 metadata = {**await self._on_start(thread_id), **metadata}
-        request = dataclasses.replace(request, metadata=metadata)
+        durability = request.durability or self.durability
+        request = dataclasses.replace(request, metadata=metadata, durability=durability)
         run_id = str(uuid.uuid4())
         shown = {"created_by": "system", **metadata, "graph_id": GRAPH_ID,
                  "assistant_id": MANAGER_ASSISTANT_ID}  # fmt: skip
@@ -154,7 +161,10 @@ class RunManager:
             metadata=shown, kwargs=recorded(request, run_id, thread_id, shown),
             multitask_strategy=request.multitask_strategy,
         )  # fmt: skip
-        run = Run(run_id=run_id, thread_id=thread_id, request=request, record=record)
+        run = Run(
+            run_id=run_id, thread_id=thread_id, request=request, record=record,
+            durability=durability,
+        )  # fmt: skip
         strategy = request.multitask_strategy
         if await self.admission.try_take(thread_id, run_id, strategy):
             return await self._begin(run, context)

@@ -9,6 +9,7 @@ from typing import Any, Literal, Protocol
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Durability
 
 from nodes.errors import ErrorCode
 from nodes.run_context import RunContext
@@ -90,6 +91,8 @@ class StartRequest:
     """A stateless run: its thread is deleted when it ends."""
     record_kwargs: dict[str, Any] = field(default_factory=dict)
     """What LangGraph's Run object lists as the run's `kwargs` (API runs)."""
+    durability: Durability | None = None
+    """When its steps are saved; None: the service's setting (`ALMA_DURABILITY`)."""
 
 
 @dataclass(eq=False)
@@ -101,6 +104,8 @@ class Run:
     request: StartRequest
     """What it was started with."""
     record: RunRecord
+    durability: Durability
+    """When its steps are saved: the request's choice, else the service's."""
     """Its record as last written: `pending`, then `running` with its first `seq`."""
     task: asyncio.Task[None] | None = None
     cancelled: bool = False
@@ -175,7 +180,9 @@ def recorded(
     mirror = mirrored(request, run_id, thread_id)
     config["configurable"] = {**(config.get("configurable") or {}), **mirror}
     config["metadata"] = metadata
-    return {**request.record_kwargs, "config": config}
+    durability = request.durability or "async"
+    saving = {"durability": durability, "checkpoint_during": durability != "exit"}
+    return {**request.record_kwargs, **saving, "config": config}
 
 
 def fork_point(request: StartRequest) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from langgraph.types import Durability
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from server.engine import StartRequest
@@ -38,7 +39,8 @@ class RunCreate(BaseModel):
     """A run, as LangGraph's SDK asks for one.
 
     Fields the SDK sends that ALMA has no use for are accepted and ignored:
-    `durability`, `checkpoint_during`, `feedback_keys`, `langsmith_tracer`.
+    `feedback_keys`, `langsmith_tracer`. `checkpoint_during` is the older name of
+    `durability`: true is `async`, false is `exit`.
     """
 
     model_config = ConfigDict(extra="ignore")
@@ -58,6 +60,8 @@ class RunCreate(BaseModel):
     checkpoint_id: str | None = None
     multitask_strategy: Literal["reject", "enqueue", "interrupt", "rollback"] = "enqueue"
     if_not_exists: Literal["reject", "create"] = "reject"
+    durability: Durability | None = None
+    checkpoint_during: bool | None = None
     on_disconnect: Literal["cancel", "continue"] = "continue"
     on_completion: Literal["delete", "keep"] | None = None
     webhook: str | None = None
@@ -118,8 +122,7 @@ def start_request(
     )
     kwargs |= {
         "stream_mode": list(api.modes), "feedback_keys": None, "temporary": temporary,
-        "subgraphs": body.stream_subgraphs, "resumable": True, "checkpoint_during": True,
-        "durability": "async",
+        "subgraphs": body.stream_subgraphs, "resumable": True,
     }  # fmt: skip
     return StartRequest(
         owner=principal.owner, limit_key=principal.limit_key, thread_id=thread_id,
@@ -128,5 +131,18 @@ def start_request(
         checkpoint=checkpoint or None, config=body.config, context=body.context,
         metadata=body.metadata, multitask_strategy=body.multitask_strategy,
         create_thread=body.if_not_exists == "create", temporary=temporary, stream=api,
-        record_kwargs=kwargs,
+        record_kwargs=kwargs, durability=durability_of(body),
     )  # fmt: skip
+
+
+def durability_of(body: RunCreate) -> Durability:
+    """The durability a run asks for, under either of its names.
+
+    Unasked, `async`, as on LangGraph's server: its clients (Studio's time travel, the
+    SDK's `getHistory`) expect a checkpoint per step.
+    """
+    if body.durability is not None:
+        return body.durability
+    if body.checkpoint_during is not None:
+        return "async" if body.checkpoint_during else "exit"
+    return "async"

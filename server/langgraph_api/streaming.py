@@ -50,7 +50,7 @@ class ApiStream:
         async for name, data in api_events(
             graph, graph_input, config, modes=self.modes, subgraphs=self.subgraphs,
             context=context, interrupt_before=self.interrupt_before,
-            interrupt_after=self.interrupt_after,
+            interrupt_after=self.interrupt_after, durability=run.durability,
         ):  # fmt: skip
             yield api_event(name, data)
 

@@ -112,7 +112,8 @@ async def test_metrics_follow_a_creative_and_an_analytical_run(service: Service)
     )
     assert grew("alma_model_tokens_total", kind="completion") == tokens
     # Storage, connections and resources.
-    assert grew("alma_checkpointer_seconds_count", operation="put") >= 4
+    # Each run saves its steps once, as it ends (ALMA_DURABILITY=exit).
+    assert grew("alma_checkpointer_seconds_count", operation="put") >= 2
     assert grew("alma_checkpointer_seconds_count", operation="get_tuple") >= 2
     assert grew("alma_messages_sent_total", transport="websocket") > tokens / 2
     assert total(after, "alma_redis_roundtrip_seconds_count") >= 1

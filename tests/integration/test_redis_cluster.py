@@ -69,7 +69,7 @@ async def test_a_run_on_one_process_is_resumed_read_and_replayed_on_the_other(
         history = (await client.get(f"/threads/{thread_id}/history")).json()
     assert [m["type"] for m in state["values"]["messages"]] == ["human", "ai"]
     assert thread_id in {t["thread_id"] for t in listed}
-    assert len(history) >= 3
+    assert len(history) == 1  # the run's steps, saved once as it ended
 
 
 async def test_cancel_and_the_run_limit_reach_across_processes(

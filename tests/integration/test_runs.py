@@ -1,6 +1,5 @@
 """Runs over the protocol against `alma serve`: resume, cancel, busy threads, disconnects."""
 
-import asyncio
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -238,8 +237,8 @@ async def test_commands_work_over_plain_http(service: Service) -> None:
                 json={"id": 9, "method": "state.listCheckpoints", "params": {"limit": 3}},
             )
     assert state.json()["result"]["values"]["messages"][-1]["type"] == "ai"
-    assert len(listing.json()["result"]["checkpoints"]) == 3
-    await asyncio.sleep(0)
+    # A run's steps are saved once, as it ends (ALMA_DURABILITY=exit).
+    assert len(listing.json()["result"]["checkpoints"]) == 1
 
 
 async def test_waiting_for_a_run_does_not_take_an_earlier_runs_end_for_its_own(

@@ -44,3 +44,36 @@ async def test_the_log_holds_every_event_after_a_fail_over() -> None:
     stored = await log.read("t", 0, limit=100)
     assert [e["seq"] for e in stored] == list(range(1, 21))
     assert emitter.storage_error is None
+
+
+class CountingLog(MemoryEventLog):
+    """A log that keeps the batches it was given, and when each came."""
+
+    def __init__(self) -> None:
+        super().__init__(maxlen=10_000)
+        self.batches: list[list[int]] = []
+
+    async def append(self, thread_id: str, events: list[Logged]) -> None:
+        self.batches.append([e["seq"] for e in events])
+        await super().append(thread_id, events)
+
+
+async def test_writes_are_spaced_by_the_flush_interval_but_a_hurried_event_is_not_held() -> None:
+    log = CountingLog()
+    broker = Broker(log=log, queue_size=100, run_origin=lambda _: asyncio.sleep(0, None))
+    # An interval longer than the test: only `now` and the close may cut a wait short.
+    emitter = Emitter(thread_id="t", first_seq=1, log=log, broker=broker, flush_interval=60)
+    await emitter.emit(event(1))  # after a quiet spell: written at once
+    while not log.batches:
+        await asyncio.sleep(0)
+    for n in range(2, 6):
+        await emitter.emit(event(n))
+        await asyncio.sleep(0)  # each would have been a batch of its own without the interval
+    assert log.batches == [[1]]  # held: the interval since the last write has not passed
+    await emitter.emit(event(6), now=True)
+    while len(log.batches) < 2:
+        await asyncio.sleep(0)
+    assert log.batches == [[1], [2, 3, 4, 5, 6]]
+    await emitter.emit(event(7))
+    await emitter.close()  # the end is not held either
+    assert log.batches == [[1], [2, 3, 4, 5, 6], [7]]
