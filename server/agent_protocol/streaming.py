@@ -68,6 +68,8 @@ def note_protocol_event(progress: RunProgress, event: dict[str, Any]) -> None:
             delta = data.get("delta")
             if isinstance(delta, dict) and delta.get("type") == "text-delta":
                 progress.text(node, namespace, None, str(delta.get("text") or ""))
+    elif event["method"] == "values" and not params.get("namespace"):
+        progress.values = data
     elif event["method"] == "updates":
         route = decided_route(data.get("node"), data.get("values"))
         if route is not None:

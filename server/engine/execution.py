@@ -160,8 +160,11 @@ class RunExecution:
                 # The answer's first token is written at once: it is what the user waits on.
                 await emitter.emit(event, now=waiting and run.progress.first_token_at is not None)
             run.winding_down = True
-            state = await self.graph.aget_state({"configurable": {"thread_id": run.thread_id}})
-            outcome = outcome_of(state.values)
+            values = run.progress.values
+            if values is None:  # the wire format did not stream the state: read it
+                latest: RunnableConfig = {"configurable": {"thread_id": run.thread_id}}
+                values = (await self.graph.aget_state(latest)).values
+            outcome = outcome_of(values)
             await self._charge(run, outcome.tokens)
             run.progress.route = outcome.route or run.progress.route
             if outcome.error is not None:

@@ -1,16 +1,18 @@
 """What a run's stream has shown so far: when its tokens flowed, its route, its answer.
 
 One tracker serves every wire format: each hands it the text tokens it streams (with
-the node and namespace they came from) and the route once decided. From it come the
-run's time to first token and tokens per second, and, when the run is stopped, the
-part of the answer its user already saw.
+the node and namespace they came from), the route once decided, and the root graph's
+state when it streams it. From it come the run's time to first token and tokens per
+second, how it ended, and, when the run is stopped, the part of the answer its user
+already saw.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from graphs.interface import PartialAnswer, is_answer, partial_answer, route_of_namespace
 
@@ -23,6 +25,8 @@ class RunProgress:
     first_token_at: float | None = None
     last_token_at: float | None = None
     route: str | None = None
+    values: Mapping[str, Any] | None = None
+    """The root graph's state as last streamed (when the wire format streams it)."""
     _message_id: str | None = None
     _answer_route: str | None = None
     _answer: list[str] = field(default_factory=list)

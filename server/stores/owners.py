@@ -17,19 +17,6 @@ from redis.asyncio.cluster import RedisCluster
 
 from memory.keys import RedisKeys
 
-_CLAIM = """
-local current = redis.call('GET', KEYS[1])
-if not current then
-  current = ARGV[1]
-  redis.call('SET', KEYS[1], current)
-end
-if current == ARGV[1] and tonumber(ARGV[2]) > 0 then
-  redis.call('EXPIRE', KEYS[1], ARGV[2])
-end
-return current
-"""
-
-
 MAX_INDEXED = 1000
 """Threads kept in an owner's index; older ones drop out of the list (not the store)."""
 
@@ -95,7 +82,6 @@ class RedisThreadOwners:
         self.client = client
         self.keys = keys
         self.ttl = ttl or 0
-        self._claim: Any = client.register_script(_CLAIM)
         self._remember: Any = client.register_script(_REMEMBER)
 
     def _index(self, owner: str) -> tuple[str, str]:
@@ -137,8 +123,22 @@ class RedisThreadOwners:
 
     async def claim(self, thread_id: str, owner: str) -> str:
         """Make `owner` the thread's owner unless it has one; the owner it now has."""
-        current = await self._claim(keys=[self.key(thread_id)], args=[owner, self.ttl])
-        return current.decode() if isinstance(current, bytes) else str(current)
+        key = self.key(thread_id)
+        while True:
+            # One round trip: a new thread is set, a claimed one read. An EXPIRE more
+            # when it was already `owner`'s: its TTL restarts.
+            pipe = self.client.pipeline(transaction=False)
+            pipe.set(key, owner, nx=True, ex=self.ttl or None)
+            pipe.get(key)
+            taken, current = await pipe.execute()
+            if taken:
+                return owner
+            if current is not None:  # else: deleted between the two; claim again
+                break
+        current = _text(current)
+        if current == owner and self.ttl:
+            await self.client.expire(key, self.ttl)
+        return current
 
     async def owner_of(self, thread_id: str) -> str | None:
         """The thread's owner, `None` for a thread no one has touched."""
