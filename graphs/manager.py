@@ -20,10 +20,14 @@ from nodes.router import consult_router, recover_route, route_request
 from nodes.run_context import RunContext
 
 
-def route_by_decision(
+async def route_by_decision(
     state: State,
 ) -> Literal["consult_router", "creative", "analytical", "__end__"]:
-    """Follow the decision; ask the router model when none was made; stop on failure."""
+    """Follow the decision; ask the router model when none was made; stop on failure.
+
+    A coroutine although it never awaits: LangGraph runs a plain function of an async
+    graph in a worker thread.
+    """
     if state.get("error"):
         return "__end__"
     decision = state.get("decision")

@@ -113,7 +113,7 @@ async def analyse_step(
     return {"findings": [reply.message.text], "usage": reply.usage}
 
 
-def route_next_step(state: PlanInput) -> Literal["analyse", "synthesise"]:
+async def route_next_step(state: PlanInput) -> Literal["analyse", "synthesise"]:
     """Analyse the next step until every step of the plan has its findings."""
     return "analyse" if len(state["findings"]) < len(state["plan"]) else "synthesise"
 

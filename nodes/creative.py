@@ -36,7 +36,7 @@ async def compose(state: ComposeInput, *, provider: ModelProvider) -> dict[str, 
     return {"messages": [reply.message], "usage": reply.usage}
 
 
-def route_after_compose(state: ComposeInput) -> Literal["refine", "__end__"]:
+async def route_after_compose(state: ComposeInput) -> Literal["refine", "__end__"]:
     """Refine the draft only when the run asked for it."""
     return "refine" if options_of(state)["refine"] else "__end__"
 

@@ -182,7 +182,7 @@ def describe_failure(exc: BaseException, *, node: str) -> RunError:
     return RunError(code=code.value, message=message, retryable=retryable, node=node)
 
 
-def end_with_error(state: object, error: NodeError) -> Command[str]:
+async def end_with_error(state: object, error: NodeError) -> Command[str]:
     """Error handler for a route's subgraph: once retries are exhausted, record and stop.
 
     The run ends normally with `error` set in its state, so callers see a clear failure

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import orjson
@@ -16,14 +16,17 @@ from server.guard.validation import THREAD_ID_PATTERN, check_state_messages
 from server.services import Services
 from server.stores.thread_records import ThreadRecord, stand_in
 
+# The dependencies are coroutines although none awaits: FastAPI runs a plain function
+# dependency in a worker thread, a thread hop on every request and connection.
 
-def get_services(request: Request) -> Services:
+
+async def get_services(request: Request) -> Services:
     """The process's services (built by the app's lifespan)."""
     services: Services = request.app.state.services
     return services
 
 
-def get_ws_services(websocket: WebSocket) -> Services:
+async def get_ws_services(websocket: WebSocket) -> Services:
     """The process's services, for a WebSocket route."""
     services: Services = websocket.app.state.services
     return services
@@ -38,8 +41,13 @@ def client_address(connection: HTTPConnection) -> str:
     return connection.client.host if connection.client else "unknown"
 
 
-def get_principal(request: Request, services: ServicesDep) -> Principal:
+async def get_principal(request: Request, services: ServicesDep) -> Principal:
     """The caller, from their API key; 401 when a key is required and missing or wrong."""
+    return principal_of(request, services)
+
+
+def principal_of(request: Request, services: Services) -> Principal:
+    """See `get_principal`."""
     try:
         return services.keys.identify(key_from_headers(request.headers), client_address(request))
     except AuthError as exc:
@@ -83,16 +91,16 @@ def http_refusal(exc: Refused) -> HTTPException:
     return HTTPException(exc.http_status, exc.message, headers=exc.headers or None)
 
 
-def operator_endpoint(name: str) -> Callable[[Request, Services], None]:
+def operator_endpoint(name: str) -> Callable[[Request, Services], Awaitable[None]]:
     """A dependency: operational endpoint `name` needs a key, as every route does.
 
     Unless no key is required at all (development), or the operator opened it with
     `ALMA_OPEN_ENDPOINTS` (a scraper on a private network, public API docs).
     """
 
-    def check(request: Request, services: ServicesDep) -> None:
+    async def check(request: Request, services: ServicesDep) -> None:
         if name not in services.settings.open_endpoints:
-            get_principal(request, services)
+            principal_of(request, services)
 
     return check
 

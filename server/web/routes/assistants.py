@@ -75,7 +75,7 @@ class VersionSearch(BaseModel):
     offset: int = Field(default=0, ge=0)
 
 
-def known_assistant(
+async def known_assistant(
     assistant_id: Annotated[str, Path(max_length=128, examples=[MANAGER_ASSISTANT_ID, GRAPH_ID])],
 ) -> str:
     """The assistant a path names, by id or by graph name.
