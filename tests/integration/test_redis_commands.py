@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from loadtests.sidebyside import UPKEEP
 from server.app import create_app
 from server.settings import Settings
 from tests.utils.local import LocalClient, until_runs_end
@@ -26,8 +27,6 @@ of that day: a batch of events is one stream entry and batches are written at mo
 are one script; a new thread is claimed with a SET; a protocol run's end is read from
 its stream, not its checkpoint; TTLs restart once per run). The goal is 40: lower this
 as the cost comes down."""
-UPKEEP = {"ping", "info", "config|resetstat", "subscribe", "client|setinfo", "hello"}
-"""Commands of the process's own upkeep (health pings, the control channel), not the run's."""
 POEM = {"role": "user", "content": "Write a short poem about rivers"}
 
 
