@@ -165,8 +165,9 @@ class Broker:
         """Open a subscription: replay what it missed, then follow live events.
 
         With `since`, everything after that `seq` is replayed. Without it, the thread's
-        active run (if any) is replayed from its start, so a client that subscribes just
-        after starting a run misses none of it.
+        newest run — running or ended — is replayed from its start, as LangGraph's server
+        does: a client that subscribes once its `run.start` has answered (the official
+        SDKs do) misses none of its run, even one that ended first.
         """
         self._next_id += 1
         subscription = Subscription(
@@ -185,7 +186,8 @@ class Broker:
                 await self._on_orphan(thread_id)
             after = params.since
             if after is None:
-                after = origin[0] - 1 if origin else await self.log.last_seq(thread_id)
+                first = origin[0] if origin else await self.log.latest_run_start(thread_id)
+                after = first - 1 if first else await self.log.last_seq(thread_id)
             replayed = await self._read_all(thread_id, after)
             if origin and not origin[1]:
                 self._ensure_tail(topic, max([after, *(e["seq"] for e in replayed)]))

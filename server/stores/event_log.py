@@ -42,6 +42,9 @@ class EventLog(Protocol):
     async def last(self, thread_id: str) -> Logged | None:
         """The thread's newest event, if any."""
 
+    async def latest_run_start(self, thread_id: str) -> int | None:
+        """The `seq` of the event that started the thread's newest run, if the log has it."""
+
     async def wait(self, thread_id: str, after: int, timeout: float) -> list[Logged]:
         """Events after `after`, waiting up to `timeout` seconds for the first."""
 
@@ -136,6 +139,21 @@ class RedisEventLog:
         newest: Any = await self.client.xrevrange(self.key(thread_id), "+", "-", count=1)
         return self._decode(newest)[-1] if newest else None
 
+    async def latest_run_start(self, thread_id: str) -> int | None:
+        """The `seq` of the event that started the thread's newest run, if the log has it.
+
+        Read backwards a few entries at a time: a run's events fill a handful of entries.
+        """
+        end = "+"
+        while True:
+            entries: Any = await self.client.xrevrange(self.key(thread_id), end, "-", count=16)
+            for event in reversed(self._decode(list(reversed(entries)))):
+                if run_started(event) is not None:
+                    return int(event["seq"])
+            if len(entries) < 16:
+                return None
+            end = f"({_entry_id(entries[-1][0])}"
+
     async def wait(self, thread_id: str, after: int, timeout: float) -> list[Logged]:
         """Events after `after`, blocking in Redis up to `timeout` seconds for the first."""
         found: Any = await self.client.xread(
@@ -179,6 +197,11 @@ class MemoryEventLog:
         """The thread's newest event, if any."""
         events = self._events.get(thread_id)
         return events[-1] if events else None
+
+    async def latest_run_start(self, thread_id: str) -> int | None:
+        """The `seq` of the event that started the thread's newest run, if the log has it."""
+        starts = (e["seq"] for e in reversed(self._events.get(thread_id, ())) if run_started(e))
+        return next(starts, None)
 
     async def wait(self, thread_id: str, after: int, timeout: float) -> list[Logged]:
         """Events after `after`, waiting up to `timeout` seconds for the first."""

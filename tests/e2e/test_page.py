@@ -196,6 +196,8 @@ def test_reload_finds_the_conversation_again(page: Page, fast: Service) -> None:
 
     page.reload()
     expect(page.locator(".turn.user")).to_contain_text("limerick about a lighthouse")
+    # The stream replays the thread's newest run to the reloaded page: shown once.
+    expect(page.locator(".turn.assistant")).to_have_count(1)
     assert page.locator(".turn.assistant").last.locator(".answer").inner_text() == answer
     current = page.locator("#thread-list button[aria-current='true']")
     expect(current).to_contain_text("Write a limerick about a lighthouse")

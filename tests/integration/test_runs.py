@@ -257,3 +257,30 @@ async def test_waiting_for_a_run_does_not_take_an_earlier_runs_end_for_its_own(
     ended = terminal_of(events)
     assert ended["run_id"] == later != earlier
     assert any(is_terminal(e) and e["params"]["data"]["run_id"] == earlier for e in events)
+
+
+async def test_a_client_that_subscribes_after_its_run_ended_still_sees_all_of_it(
+    service: Service,
+) -> None:
+    # The official SDKs open their event stream once `run.start` has answered, without
+    # `since`; a fast run can end first. The thread's newest run is replayed whole.
+    thread_id = thread()
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        started = await client.post(
+            f"/threads/{thread_id}/commands",
+            json={"id": 1, "method": "run.start", "params": {
+                "assistant_id": "manager", "context": {"route": "creative"},
+                "input": {"messages": [{"role": "user", "content": "Write a haiku"}]},
+            }},
+        )  # fmt: skip
+        run_id = started.json()["result"]["run_id"]
+        joined = await client.get(f"/threads/{thread_id}/runs/{run_id}/join", timeout=60)
+        assert joined.status_code == 200
+    async with open_thread(service.url, thread_id) as late:
+        await late.subscribe("lifecycle", "messages")
+        events = await late.until_terminal()
+    lifecycle = [e["params"]["data"] for e in events if e["method"] == "lifecycle"
+                 and not e["params"]["namespace"]]  # fmt: skip
+    assert (lifecycle[0]["event"], lifecycle[0]["run_id"]) == ("running", run_id)
+    assert (terminal_of(events)["event"], terminal_of(events)["run_id"]) == ("completed", run_id)
+    assert any(e["method"] == "messages" for e in events)

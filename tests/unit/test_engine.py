@@ -173,6 +173,29 @@ async def test_a_subscriber_resumes_after_the_last_event_it_saw() -> None:
     assert replayed == [e for e in everything if e["seq"] > 10 and matches(e, wanted)]
 
 
+async def test_a_subscriber_without_since_sees_the_latest_run_even_when_it_has_ended() -> None:
+    # The official SDK subscribes only once `run.start` has answered: a fast run can end
+    # before its client subscribes, and the client must still see it, from its start.
+    async with engine() as runs:
+        first = await runs.start("t-1", start())
+        await finished(first)
+        second = await runs.start("t-1", start())
+        await finished(second)
+        subscription = await runs.broker.subscribe("t-1", SubscribeParams(channels=["lifecycle"]))
+        replayed = []
+        async with asyncio.timeout(10):
+            async for event in subscription.events():
+                replayed.append(event["params"]["data"])
+                if is_terminal(event):
+                    break
+    assert [(e["event"], e["run_id"]) for e in replayed if "run_id" in e][0] == (
+        "running",
+        second.run_id,
+    )
+    assert replayed[-1]["event"] == "completed"
+    assert all(e.get("run_id") != first.run_id for e in replayed)
+
+
 async def test_a_run_that_loses_its_threads_lease_stops_and_leaves_the_thread_alone() -> None:
     # Its lease lapsed (a stalled process, a Redis fail-over) and another run took the
     # thread: the run must stop writing to a thread that is no longer its own.

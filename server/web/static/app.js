@@ -16,6 +16,8 @@ const page = {
   stream: null,
   turn: null,
   runId: null,
+  shownRunId: null,
+  skipping: false,
   limitedUntil: 0,
 };
 
@@ -254,6 +256,17 @@ function onEvent(event) {
   const { method, params } = event;
   const data = params.data || {};
   const root = !params.namespace || params.namespace.length === 0;
+  const ending = method === "lifecycle" && root && ["completed", "failed", "interrupted"].includes(data.event);
+  if (method === "lifecycle" && root && data.event === "running" && data.run_id === page.shownRunId) {
+    // The thread's newest run is replayed to a new subscriber; its answer is on the page
+    // already, from the thread's state.
+    page.skipping = true;
+    return;
+  }
+  if (page.skipping) {
+    if (ending) page.skipping = false;
+    return;
+  }
   if (method === "lifecycle" && root && data.event === "running") {
     // The turn `send` opened is this run's, whichever of its answer and this event came
     // first; a run started elsewhere (another tab) gets a turn of its own.
@@ -280,7 +293,7 @@ function onEvent(event) {
     else if (payload.type === "progress") turn.stepProgress(payload);
   } else if (method === "tasks") {
     turn.task(params.namespace || [], data);
-  } else if (method === "lifecycle" && root && ["completed", "failed", "interrupted"].includes(data.event)) {
+  } else if (ending) {
     turn.finish(data);
     page.turn = null;
     page.runId = null;
@@ -314,7 +327,15 @@ async function openThread(threadId) {
   // Nothing can be sent until this thread's stream exists: a message sent before would
   // go nowhere (or to the thread left behind).
   page.stream = null;
+  page.shownRunId = null;
+  page.skipping = false;
   $("send").disabled = true;
+  // The newest run, read before the state: if it has ended, the state holds its answer.
+  const runs = await api(`/threads/${encodeURIComponent(threadId)}/runs?limit=1`);
+  if (runs.ok) {
+    const [newest] = await runs.json();
+    if (newest && !["pending", "running"].includes(newest.status)) page.shownRunId = newest.run_id;
+  }
   const response = await api(`/threads/${encodeURIComponent(threadId)}/state`);
   if (response.ok) {
     const state = await response.json();
