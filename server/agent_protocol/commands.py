@@ -97,7 +97,9 @@ async def execute(
     """
     try:
         check_thread_id(thread_id)
-        owner = await services.owners.owner_of(thread_id)
+        # A run start checks the owner as it claims the thread (`RunStarter`).
+        starting = command.method == "run.start"
+        owner = None if starting else await services.owners.owner_of(thread_id)
         result = await _dispatch(
             services, thread_id, command, connection, principal, verdicts, owner=owner
         )

@@ -59,7 +59,7 @@ class RunManager:
         spend_tokens: Callable[[str, int], Awaitable[None]] | None = None,
         observability: Observability | None = None,
         records: RunRecords | None = None,
-        on_start: Callable[[str], Awaitable[Mapping[str, Any]]] | None = None,
+        on_start: Callable[[str, str], Awaitable[Mapping[str, Any]]] | None = None,
         on_temporary_end: Callable[[str], Awaitable[None]] | None = None,
         durability: Durability = "exit",
         flush_interval: float = 0.05,
@@ -150,7 +150,7 @@ class RunManager:
             with contextlib.suppress(RedisError, OSError):
                 # As on LangGraph's server, a run's metadata (and so its checkpoints')
                 # starts from its thread's, and the request's own keys win.
-                metadata = {**await self._on_start(thread_id), **metadata}
+                metadata = {**await self._on_start(thread_id, request.title), **metadata}
         durability = request.durability or self.durability
         request = dataclasses.replace(request, metadata=metadata, durability=durability)
         run_id = str(uuid.uuid4())

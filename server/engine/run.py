@@ -93,6 +93,8 @@ class StartRequest:
     """What LangGraph's Run object lists as the run's `kwargs` (API runs)."""
     durability: Durability | None = None
     """When its steps are saved; None: the service's setting (`ALMA_DURABILITY`)."""
+    title: str = ""
+    """The conversation's title, from its input (set where the run starts)."""
 
 
 @dataclass(eq=False)

@@ -57,7 +57,8 @@ class RunStarter:
             graph_input = check_run_input(
                 request.input, max_messages=self.max_messages, max_chars=self.max_chars
             )
-            request = dataclasses.replace(request, input=graph_input)
+            title = title_of(graph_input["messages"])
+            request = dataclasses.replace(request, input=graph_input, title=title)
         context = self.runs.check(request)
         thread_id, claim = await self._thread(request)
         verdict = await self.limits.start_run(request.limit_key)
@@ -76,11 +77,9 @@ class RunStarter:
             raise _not_found(thread_id)
         run = await self.runs.start(thread_id, request, context)
         self._log(run)
-        if request.input is not None:
-            with contextlib.suppress(Exception):
-                # The owner's list of conversations is a convenience: it never fails a run.
-                title = title_of(request.input["messages"])
-                await self.owners.remember(request.owner, thread_id, title)
+        with contextlib.suppress(Exception):
+            # The owner's list of conversations is a convenience: it never fails a run.
+            await self.owners.remember(request.owner, thread_id)
         return run
 
     async def _thread(self, request: StartRequest) -> tuple[str, bool]:

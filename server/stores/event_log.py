@@ -19,10 +19,14 @@ from redis.exceptions import ResponseError
 
 from memory.connection import execute_replaying
 from memory.keys import RedisKeys
-from server.engine.events import Logged, is_terminal, run_started
+from server.engine.events import Logged, run_started
 
-ENTRY_EVENTS = 32
-"""Most events one stream entry holds: a longer batch is written as several entries."""
+ENTRY_EVENTS = 256
+"""Most events one stream entry holds: a longer batch is written as several entries.
+
+A model streaming at a human pace fills an entry with a few tokens a flush; a run whose
+model answers at once (a cache hit, a fast local model) writes its answer as one entry.
+"""
 _DUPLICATE_ID = "equal or smaller than the target stream top item"
 """Redis's (and Valkey's) refusal of an XADD whose id the stream already has."""
 
@@ -70,14 +74,14 @@ class RedisEventLog:
     async def append(self, thread_id: str, events: list[Logged]) -> None:
         """Store numbered events, in order, in one round trip.
 
-        The TTL restarts when a run starts or ends (a batch with its root `running` or
-        its end), not with every batch: a run's log outlives the run by the TTL either
-        way, for one command per run instead of one per batch.
+        The TTL restarts when a run starts (the batch with its root `running`), not
+        with every batch: one command per run instead of one per batch. A log is kept
+        the TTL (a day by default) from its newest run's start, which outlasts any run.
         """
         if not events:
             return
         key = self.key(thread_id)
-        refresh = any(run_started(e) is not None or is_terminal(e) for e in events)
+        refresh = any(run_started(e) is not None for e in events)
 
         entries = [events[i : i + ENTRY_EVENTS] for i in range(0, len(events), ENTRY_EVENTS)]
 

@@ -1,9 +1,11 @@
 """Which owner each thread belongs to: set by the first touch, checked on every access.
 
 In Redis the owner is `<prefix>:{thread}:owner`, in the thread's slot, expiring with
-the thread. Each owner also has an index of their threads, newest first, with a title
-(`<prefix>:owner:{owner}:threads` and `…:titles`, in the owner's slot), so a client can
-offer "your conversations" without scanning. Without Redis, dicts stand in.
+the thread. Each owner also has an index of their threads, newest first
+(`<prefix>:owner:{owner}:threads`, in the owner's slot), so a client can offer "your
+conversations" without scanning; their titles are in the threads' records. Titles
+written before they moved there are read from `…:titles`, which is no longer written.
+Without Redis, dicts stand in.
 """
 
 from __future__ import annotations
@@ -31,31 +33,14 @@ class ThreadEntry:
     """Unix seconds of the latest run."""
 
 
-_REMEMBER = """
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-if ARGV[3] ~= '' then redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[3]) end
-local extra = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[5])
-if extra > 0 then
-  local old = redis.call('ZRANGE', KEYS[1], 0, extra - 1)
-  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, extra - 1)
-  redis.call('HDEL', KEYS[2], unpack(old))
-end
-if tonumber(ARGV[4]) > 0 then
-  redis.call('EXPIRE', KEYS[1], ARGV[4])
-  redis.call('EXPIRE', KEYS[2], ARGV[4])
-end
-return 1
-"""
-
-
 class ThreadOwners(Protocol):
     """Thread ownership."""
 
-    async def remember(self, owner: str, thread_id: str, title: str) -> None:
-        """Put the thread first in its owner's index (its title is set once, when not empty)."""
+    async def remember(self, owner: str, thread_id: str) -> None:
+        """Put the thread first in its owner's index."""
 
     async def threads_of(self, owner: str, limit: int) -> list[ThreadEntry]:
-        """The owner's threads, newest first."""
+        """The owner's threads, newest first (titled only where an old index kept one)."""
 
     async def claim(self, thread_id: str, owner: str) -> str:
         """Make `owner` the thread's owner unless it has one; the owner it now has."""
@@ -82,7 +67,6 @@ class RedisThreadOwners:
         self.client = client
         self.keys = keys
         self.ttl = ttl or 0
-        self._remember: Any = client.register_script(_REMEMBER)
 
     def _index(self, owner: str) -> tuple[str, str]:
         return (
@@ -90,10 +74,15 @@ class RedisThreadOwners:
             self.keys.owner_titles(owner),
         )
 
-    async def remember(self, owner: str, thread_id: str, title: str) -> None:
-        """Put the thread first in its owner's index (its title is set once, when not empty)."""
-        args = [thread_id, time.time(), title, self.ttl, MAX_INDEXED]
-        await self._remember(keys=list(self._index(owner)), args=args)
+    async def remember(self, owner: str, thread_id: str) -> None:
+        """Put the thread first in its owner's index; the oldest beyond `MAX_INDEXED` go."""
+        threads, _ = self._index(owner)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zadd(threads, {thread_id: time.time()})
+        pipe.zremrangebyrank(threads, 0, -MAX_INDEXED - 1)
+        if self.ttl:
+            pipe.expire(threads, self.ttl)
+        await pipe.execute()
 
     async def count(self, owner: str) -> int:
         """How many threads the owner's index holds (those past their TTL included)."""
@@ -125,14 +114,11 @@ class RedisThreadOwners:
         """Make `owner` the thread's owner unless it has one; the owner it now has."""
         key = self.key(thread_id)
         while True:
-            # One round trip: a new thread is set, a claimed one read. An EXPIRE more
-            # when it was already `owner`'s: its TTL restarts.
-            pipe = self.client.pipeline(transaction=False)
-            pipe.set(key, owner, nx=True, ex=self.ttl or None)
-            pipe.get(key)
-            taken, current = await pipe.execute()
-            if taken:
+            # One command for a new thread; one more, to read it, for a claimed one
+            # (and an EXPIRE when it was already `owner`'s: its TTL restarts).
+            if await self.client.set(key, owner, nx=True, ex=self.ttl or None):
                 return owner
+            current = await self.client.get(key)
             if current is not None:  # else: deleted between the two; claim again
                 break
         current = _text(current)
@@ -165,12 +151,11 @@ class MemoryThreadOwners:
         self._owners: dict[str, str] = {}
         self._index: dict[str, dict[str, ThreadEntry]] = {}
 
-    async def remember(self, owner: str, thread_id: str, title: str) -> None:
-        """Put the thread first in its owner's index (its title is set once, when not empty)."""
+    async def remember(self, owner: str, thread_id: str) -> None:
+        """Put the thread first in its owner's index."""
         index = self._index.setdefault(owner, {})
-        known = index.pop(thread_id, None)
-        kept = known.title if known is not None and known.title else title
-        index[thread_id] = ThreadEntry(thread_id, kept, time.time())
+        index.pop(thread_id, None)
+        index[thread_id] = ThreadEntry(thread_id, "", time.time())
         while len(index) > MAX_INDEXED:
             del index[next(iter(index))]
 

@@ -111,7 +111,8 @@ class RedisRunRecords:
 
         def queue(pipe: Any) -> None:
             pipe.hset(key, record.run_id, packed)
-            if self.ttl:
+            # The TTL restarts as a run is created or starts, not again as it ends.
+            if self.ttl and record.status in ACTIVE:
                 pipe.expire(key, self.ttl)
 
         await execute_replaying(self.client, queue)

@@ -3,16 +3,16 @@
 LangGraph's server API describes a thread by when it was created, last updated and last
 changed state, and by metadata its clients set (and its runs add: `graph_id`,
 `assistant_id`). In Redis each thread has one hash, `<prefix>:{thread}:thread`, in the
-thread's slot and expiring with the thread: the three times as fields, and each metadata
-key as a field `m:<key>` holding its JSON value, so a shallow merge is one `HSET` and
-never a read-modify-write. Without Redis a dict stands in.
+thread's slot and expiring with the thread: the three times and the thread's title as
+fields, and each metadata key as a field `m:<key>` holding its JSON value, so a shallow
+merge is one `HSET` and never a read-modify-write. Without Redis a dict stands in.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import orjson
@@ -22,26 +22,40 @@ from redis.asyncio.cluster import RedisCluster
 from memory.connection import execute_replaying
 from memory.keys import RedisKeys
 from server.langgraph_api.assistants import RUN_METADATA
-from server.stores.owners import MAX_INDEXED, MemoryThreadOwners, RedisThreadOwners, ThreadOwners
+from server.stores.owners import (
+    MAX_INDEXED,
+    MemoryThreadOwners,
+    RedisThreadOwners,
+    ThreadEntry,
+    ThreadOwners,
+)
 from server.stores.run_records import now_iso
 
 _META = "m:"
 """Prefix of the hash fields that hold metadata keys."""
 
-# ARGV: now, whether the state changed ("1"/"0"), ttl, then metadata field/value pairs.
-# Creates the record if it is missing; returns the record. One HSET writes every field.
+# ARGV: now, whether the state changed ("1"/"0"), ttl, title, then metadata field/value
+# pairs. Creates the record if it is missing; a title is set once, if none is. One HSET
+# writes every field; returns the record as it was before (empty if there was none),
+# which the caller brings up to date.
 _TOUCH = """
+local found = redis.call('HGETALL', KEYS[1])
 local fields = {'updated_at', ARGV[1]}
-if redis.call('EXISTS', KEYS[1]) == 0 then
+if #found == 0 then
   table.insert(fields, 'created_at'); table.insert(fields, ARGV[1])
   table.insert(fields, 'state_updated_at'); table.insert(fields, ARGV[1])
 elseif ARGV[2] == '1' then
   table.insert(fields, 'state_updated_at'); table.insert(fields, ARGV[1])
 end
-for i = 4, #ARGV do table.insert(fields, ARGV[i]) end
+if ARGV[4] ~= '' then
+  local titled = false
+  for i = 1, #found, 2 do if found[i] == 'title' then titled = true end end
+  if not titled then table.insert(fields, 'title'); table.insert(fields, ARGV[4]) end
+end
+for i = 5, #ARGV do table.insert(fields, ARGV[i]) end
 redis.call('HSET', KEYS[1], unpack(fields))
 if tonumber(ARGV[3]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
-return redis.call('HGETALL', KEYS[1])
+return found
 """
 
 # ARGV: now, ttl, then metadata field/value pairs. Returns {created (1/0), the record...}.
@@ -70,6 +84,8 @@ class ThreadRecord:
     state_updated_at: str
     """When a run or a state update last changed the thread's state."""
     metadata: dict[str, Any] = field(default_factory=dict)
+    title: str = ""
+    """The start of the thread's first message: its name in its owner's list."""
 
 
 def stand_in(thread_id: str) -> ThreadRecord:
@@ -79,6 +95,27 @@ def stand_in(thread_id: str) -> ThreadRecord:
     """
     now = now_iso()
     return ThreadRecord(thread_id=thread_id, created_at=now, updated_at=now, state_updated_at=now)
+
+
+def touched(
+    before: ThreadRecord | None,
+    thread_id: str,
+    now: str,
+    metadata: Mapping[str, Any] | None,
+    *,
+    state: bool,
+    title: str = "",
+) -> ThreadRecord:
+    """`before` (a new record if `None`) touched at `now`, with `metadata` merged in."""
+    known = before or ThreadRecord(thread_id, now, now, now)
+    return ThreadRecord(
+        thread_id=thread_id,
+        created_at=known.created_at,
+        updated_at=now,
+        state_updated_at=now if state else known.state_updated_at,
+        metadata={**known.metadata, **copy.deepcopy(dict(metadata or {}))},
+        title=known.title or title,
+    )
 
 
 class ThreadTakenError(LookupError):
@@ -94,11 +131,12 @@ class ThreadRecords(Protocol):
         """The thread's record, created with `metadata` if missing; and whether it was."""
 
     async def touch(
-        self, thread_id: str, metadata: Mapping[str, Any] | None, *, state: bool
+        self, thread_id: str, metadata: Mapping[str, Any] | None, *, state: bool, title: str = ""
     ) -> ThreadRecord:
         """Bump `updated_at` (and `state_updated_at` with `state`), merge `metadata` in.
 
-        A missing record is created.
+        A missing record is created; `title`, when not empty, names a thread that has no
+        title yet.
         """
 
     async def get_many(self, thread_ids: Sequence[str]) -> list[ThreadRecord | None]:
@@ -128,6 +166,7 @@ def _record(thread_id: str, flat: Sequence[bytes | str]) -> ThreadRecord | None:
         created_at=_text(found.pop("created_at")),
         updated_at=_text(found.pop("updated_at")),
         state_updated_at=_text(found.pop("state_updated_at")),
+        title=_text(found.pop("title", b"")),
         metadata={
             name.removeprefix(_META): orjson.loads(value)
             for name, value in found.items()
@@ -162,13 +201,13 @@ class RedisThreadRecords:
         return record, bool(created)
 
     async def touch(
-        self, thread_id: str, metadata: Mapping[str, Any] | None, *, state: bool
+        self, thread_id: str, metadata: Mapping[str, Any] | None, *, state: bool, title: str = ""
     ) -> ThreadRecord:
-        """Bump the record's times and merge `metadata` in; a missing record is created."""
-        args = [now_iso(), "1" if state else "0", self.ttl, *_fields(metadata)]
-        record = _record(thread_id, await self._touch(keys=[self.key(thread_id)], args=args))
-        assert record is not None
-        return record
+        """See `ThreadRecords.touch`: one script, whose reply is the record before."""
+        now = now_iso()
+        args = [now, "1" if state else "0", self.ttl, title, *_fields(metadata)]
+        before = _record(thread_id, await self._touch(keys=[self.key(thread_id)], args=args))
+        return touched(before, thread_id, now, metadata, state=state, title=title)
 
     async def get_many(self, thread_ids: Sequence[str]) -> list[ThreadRecord | None]:
         """The records of `thread_ids`, in order, in one round trip."""
@@ -209,18 +248,11 @@ class MemoryThreadRecords:
         return record, True
 
     async def touch(
-        self, thread_id: str, metadata: Mapping[str, Any] | None, *, state: bool
+        self, thread_id: str, metadata: Mapping[str, Any] | None, *, state: bool, title: str = ""
     ) -> ThreadRecord:
-        """Bump the record's times and merge `metadata` in; a missing record is created."""
-        now = now_iso()
-        known = self._records.get(thread_id) or ThreadRecord(thread_id, now, now, now)
-        record = ThreadRecord(
-            thread_id=thread_id,
-            created_at=known.created_at,
-            updated_at=now,
-            state_updated_at=now if state else known.state_updated_at,
-            metadata={**known.metadata, **copy.deepcopy(dict(metadata or {}))},
-        )
+        """See `ThreadRecords.touch`."""
+        known = self._records.get(thread_id)
+        record = touched(known, thread_id, now_iso(), metadata, state=state, title=title)
         self._records[thread_id] = record
         return record
 
@@ -257,24 +289,27 @@ class Threads:
         _, created = await self.records.create(thread_id, metadata or {})
         if created:
             # In the owner's index, so searches find it; its title comes with a first run.
-            await self.owners.remember(owner, thread_id, "")
+            await self.owners.remember(owner, thread_id)
         return created
 
-    async def record_turn(self, thread_id: str, owner: str, title: str) -> None:
-        """A turn is about to run on `owner`'s thread: it is theirs, first in their list.
-
-        Raises:
-            ThreadTakenError: when the thread belongs to another owner.
-        """
-        await self.ensure(thread_id, owner)
-        await self.owners.remember(owner, thread_id, title)
-
-    async def run_created(self, thread_id: str) -> dict[str, Any]:
+    async def run_created(self, thread_id: str, title: str = "") -> dict[str, Any]:
         """A run was created on the thread; the thread's metadata, which the run starts from.
 
-        Its times move, and it names the graph that runs it, as on LangGraph's server.
+        Its times move, and it names the graph that runs it, as on LangGraph's server;
+        `title` names a thread that has no title yet.
         """
-        return (await self.touch(thread_id, RUN_METADATA)).metadata
+        record = await self.records.touch(thread_id, RUN_METADATA, state=True, title=title)
+        return record.metadata
+
+    async def listing(self, owner: str, limit: int) -> list[ThreadEntry]:
+        """The owner's threads, newest run first, with their titles."""
+        entries = await self.owners.threads_of(owner, limit)
+        records = await self.records.get_many([entry.thread_id for entry in entries])
+        return [
+            # Threads titled before titles moved into their records keep the index's.
+            replace(entry, title=record.title) if record and record.title else entry
+            for entry, record in zip(entries, records, strict=True)
+        ]
 
     async def touch(
         self, thread_id: str, metadata: Mapping[str, Any] | None = None, *, state: bool = True

@@ -26,10 +26,11 @@ async def test_ensure_creates_once_for_its_owner_and_refuses_another() -> None:
     with pytest.raises(ThreadTakenError):
         await store.ensure("t-1", "bob")
     # Created threads are in their owner's index, untitled until a first run names them.
-    [entry] = await store.owners.threads_of("alice", 10)
+    [entry] = await store.listing("alice", 10)
     assert (entry.thread_id, entry.title) == ("t-1", "")
-    await store.owners.remember("alice", "t-1", "Write a haiku")
-    [entry] = await store.owners.threads_of("alice", 10)
+    await store.run_created("t-1", "Write a haiku")
+    await store.run_created("t-1", "A later message")
+    [entry] = await store.listing("alice", 10)
     assert entry.title == "Write a haiku"
 
 
@@ -56,7 +57,7 @@ async def test_an_owners_list_shows_a_thread_without_a_record_and_stores_nothing
     await store.ensure("t-1", "alice")
     # Claimed with no record (it lapsed first): listed, with a stand-in nobody stored.
     await store.owners.claim("t-ws", "alice")
-    await store.owners.remember("alice", "t-ws", "hello")
+    await store.owners.remember("alice", "t-ws")
     assert {r.thread_id for r in await store.of_owner("alice")} == {"t-1", "t-ws"}
     assert await store.get("t-ws") is None
     await store.delete("t-1")

@@ -87,7 +87,7 @@ async def list_threads(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> list[ThreadSummary]:
     """The caller's threads, newest run first, titled by their first message."""
-    entries = await services.owners.threads_of(principal.owner, limit)
+    entries = await services.threads.listing(principal.owner, limit)
     return [ThreadSummary(**dataclasses.asdict(entry)) for entry in entries]
 
 
