@@ -11,7 +11,7 @@ import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
 
-from server.engine.coordination import ActiveRun, RunLeases
+from server.engine.coordination import ActiveRun, RunLeases, Taken
 from server.engine.endings import RunEndings
 from server.engine.run import busy_message
 from server.guard.refusals import Refusal, Refused
@@ -48,37 +48,37 @@ class ThreadAdmission:
         # process but not in here was left behind when Redis was away at its release.
         self.held: set[str] = set()
 
-    async def try_take(self, thread_id: str, run_id: str, strategy: str) -> bool:
-        """Take a free thread now; refuse a busy one under `reject`; else `False`."""
+    async def try_take(self, thread_id: str, run_id: str, strategy: str) -> Taken | None:
+        """Take a free thread now; refuse a busy one under `reject`; else `None`."""
         placeholder = ActiveRun(run_id=run_id, owner=self.owner, first_seq=0)
         self.held.add(run_id)
         holder = await self.leases.acquire(thread_id, placeholder)
-        if holder is None:
-            return True
+        if isinstance(holder, Taken):
+            return holder
         self.held.discard(run_id)
         if strategy == "reject" and not (
             holder.run_id.startswith(CLOSING) or await self.ending(thread_id, holder)
         ):
             raise Refused(Refusal.BUSY, busy_message(thread_id, holder.run_id))
-        return False
+        return None
 
-    async def take(self, thread_id: str, run_id: str, strategy: str) -> None:
+    async def take(self, thread_id: str, run_id: str, strategy: str) -> Taken:
         """Take the thread, waiting (or stopping its run) as `strategy` says."""
         placeholder = ActiveRun(run_id=run_id, owner=self.owner, first_seq=0)
         self.held.add(run_id)
         try:
-            await self._wait(thread_id, placeholder, strategy)
+            return await self._wait(thread_id, placeholder, strategy)
         except BaseException:
             self.held.discard(run_id)
             raise
 
-    async def _wait(self, thread_id: str, placeholder: ActiveRun, strategy: str) -> None:
+    async def _wait(self, thread_id: str, placeholder: ActiveRun, strategy: str) -> Taken:
         deadline = asyncio.get_running_loop().time() + self.wait_seconds
         interrupted = False
         while True:
             holder = await self.leases.acquire(thread_id, placeholder)
-            if holder is None:
-                return
+            if isinstance(holder, Taken):
+                return holder
             if holder.owner == self.owner and holder.run_id not in self.held:
                 await self.leases.release(thread_id, holder.run_id)
                 continue
@@ -114,7 +114,7 @@ class ThreadAdmission:
         placeholder = ActiveRun(run_id=f"{CLOSING}{uuid.uuid4()}", owner=self.owner, first_seq=0)
         self.held.add(placeholder.run_id)
         try:
-            if await self.leases.acquire(thread_id, placeholder) is not None:
+            if not isinstance(await self.leases.acquire(thread_id, placeholder), Taken):
                 return  # a run holds the thread: the old one's end is no longer in doubt
             try:
                 await self.endings.end_unfinished(thread_id)

@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from memory.keys import RedisKeys
+from server.engine.events import Logged
 
 logger = logging.getLogger("alma.server")
 
@@ -32,6 +33,21 @@ _RELEASE = """
 local held = redis.call("GET", KEYS[1])
 if held and cjson.decode(held)["run_id"] == ARGV[1] then return redis.call("DEL", KEYS[1]) end
 return 0
+"""
+# KEYS[1]: the lease, KEYS[2]: the thread's event log. ARGV: run id, process, lease ms.
+# Takes a free thread with its first `seq` already known: one round trip, and no second
+# write of the lease. Returns {1, lease, the log's newest event} or {0, the holder}.
+_TAKE = """
+local newest = redis.call("XREVRANGE", KEYS[2], "+", "-", "COUNT", 1)
+local seq, last = 0, false
+if #newest > 0 then
+  seq = tonumber(string.match(newest[1][1], "%-(%d+)$"))
+  local fields = newest[1][2]
+  last = fields[#fields]
+end
+local lease = cjson.encode({run_id = ARGV[1], owner = ARGV[2], first_seq = seq + 1})
+if redis.call("SET", KEYS[1], lease, "NX", "PX", ARGV[3]) then return {1, lease, last} end
+return {0, redis.call("GET", KEYS[1])}
 """
 _RENEW = """
 local held = redis.call("GET", KEYS[1])
@@ -53,11 +69,23 @@ class ActiveRun:
     """The `seq` of its first event in the thread's log (0 until known)."""
 
 
+@dataclass(frozen=True)
+class Taken:
+    """A thread just taken: our lease, and how its event log ended when we took it."""
+
+    lease: ActiveRun
+    """Its `first_seq` follows the log's newest event (0 when the log was not read)."""
+    newest: Logged | None
+    """The log's newest event (`None`: an empty log, or one not read)."""
+    read: bool
+    """Whether the log was read as the thread was taken."""
+
+
 class RunLeases(Protocol):
     """One active run per thread."""
 
-    async def acquire(self, thread_id: str, run: ActiveRun) -> ActiveRun | None:
-        """Take the thread for `run`; if it is busy, return the run that holds it."""
+    async def acquire(self, thread_id: str, run: ActiveRun) -> Taken | ActiveRun:
+        """Take the thread for `run`, or return the run that holds it if it is busy."""
 
     async def renew(self, thread_id: str, run: ActiveRun) -> bool:
         """Extend (or update) our lease; `False` if it was lost."""
@@ -86,17 +114,27 @@ class RedisRunLeases:
         self.client = client
         self.keys = keys
         self.lease_ms = int(lease * 1000)
+        self._take: Any = client.register_script(_TAKE)
 
     def key(self, thread_id: str) -> str:
         """The thread's lease, in the slot of its other keys."""
         return self.keys.lease(thread_id)
 
-    async def acquire(self, thread_id: str, run: ActiveRun) -> ActiveRun | None:
-        """Take the thread for `run`; if it is busy, return the run that holds it."""
-        taken = await self.client.set(
-            self.key(thread_id), orjson.dumps(asdict(run)), nx=True, px=self.lease_ms
+    async def acquire(self, thread_id: str, run: ActiveRun) -> Taken | ActiveRun:
+        """Take the thread for `run` from the end of its log, or return its holder.
+
+        The lease names the run's first `seq` (after the log's newest event) from the
+        start: a run that finds its thread's last run ended writes its lease once.
+        """
+        keys = [self.key(thread_id), self.keys.events(thread_id)]
+        taken, lease, *newest = await self._take(
+            keys=keys, args=[run.run_id, run.owner, self.lease_ms]
         )
-        return None if taken else await self.holder(thread_id)
+        held = ActiveRun(**orjson.loads(lease))
+        if not taken:
+            return held
+        last = newest[0] if newest else None
+        return Taken(held, Logged.decode(last) if last else None, read=True)
 
     async def renew(self, thread_id: str, run: ActiveRun) -> bool:
         """Extend (or update) our lease; `False` if it was lost."""
@@ -126,13 +164,13 @@ class MemoryRunLeases:
     def __init__(self) -> None:
         self._held: dict[str, ActiveRun] = {}
 
-    async def acquire(self, thread_id: str, run: ActiveRun) -> ActiveRun | None:
-        """Take the thread for `run`; if it is busy, return the run that holds it."""
+    async def acquire(self, thread_id: str, run: ActiveRun) -> Taken | ActiveRun:
+        """Take the thread for `run` (its log unread), or return the run that holds it."""
         holder = self._held.get(thread_id)
         if holder is not None:
             return holder
         self._held[thread_id] = run
-        return None
+        return Taken(run, None, read=False)
 
     async def renew(self, thread_id: str, run: ActiveRun) -> bool:
         """Update our lease; `False` if it was lost."""

@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 
 from nodes.errors import ErrorCode
 from server.engine.broker import Broker
-from server.engine.coordination import RunLeases
+from server.engine.coordination import RunLeases, Taken
 from server.engine.events import RunEnd, is_terminal, lifecycle, numbered, run_end, run_started
 from server.engine.run import LOST_MESSAGE, status_of
 from server.observability import metrics
@@ -66,6 +66,19 @@ class RunEndings:
         if newest is None:
             return 0
         return int(newest["seq"]) if is_terminal(newest) else None
+
+    async def first_seq(self, thread_id: str, taken: Taken) -> int:
+        """The first `seq` of a run that has just taken its thread.
+
+        Read from the log as the thread was taken, when that showed the last run ended
+        and nothing of this process is still to be written; else its end is settled
+        first (`end_unfinished`).
+        """
+        ended = taken.newest is None or is_terminal(taken.newest)
+        settled = thread_id not in self._writing and thread_id not in self._unlogged
+        if taken.read and ended and settled:
+            return taken.lease.first_seq
+        return await self.end_unfinished(thread_id) + 1
 
     async def end_unfinished(self, thread_id: str) -> int:
         """End the thread's last run if it never ended; the thread's newest `seq` after."""

@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 from nodes.run_context import RunContext
 from server.engine.admission import ThreadAdmission
 from server.engine.broker import Broker
-from server.engine.coordination import ActiveRun, Control, RunLeases
+from server.engine.coordination import ActiveRun, Control, RunLeases, Taken
 from server.engine.endings import RunEndings
 from server.engine.execution import RunExecution
 from server.engine.run import NO_ACTIVE_RUN, Run, StartRequest, cancel_until_stopped, recorded
@@ -166,8 +166,8 @@ class RunManager:
             durability=durability,
         )  # fmt: skip
         strategy = request.multitask_strategy
-        if await self.admission.try_take(thread_id, run_id, strategy):
-            return await self._begin(run, context)
+        if (taken := await self.admission.try_take(thread_id, run_id, strategy)) is not None:
+            return await self._begin(run, context, taken)
         # Busy: the run waits, listed among the thread's runs as `pending`.
         await self.records.put(record)
         if request.stream.queue_when_busy:
@@ -175,19 +175,21 @@ class RunManager:
             run.task = asyncio.create_task(self._queued(run, context))
             return run
         try:
-            await self.admission.take(thread_id, run_id, strategy)
+            taken = await self.admission.take(thread_id, run_id, strategy)
         except BaseException:
             # Refused (still busy) or abandoned: a run that never began is not one of
             # the thread's runs.
             await asyncio.shield(self.records.delete(thread_id, run_id))
             raise
-        return await self._begin(run, context)
+        return await self._begin(run, context, taken)
 
     async def _queued(self, run: Run, context: RunContext) -> None:
         # An API run waiting for its thread; cancelling it here ends it before it began.
         record = run.record
         try:
-            await self.admission.take(run.thread_id, run.run_id, run.request.multitask_strategy)
+            taken = await self.admission.take(
+                run.thread_id, run.run_id, run.request.multitask_strategy
+            )
         except asyncio.CancelledError:
             self.runs.pop(run.run_id, None)
             if run.rollback:
@@ -202,14 +204,15 @@ class RunManager:
             record.error = {"error": exc.protocol_code, "message": exc.message}
             await self.records.put(record)
             return
-        await self._begin(run, context)
+        await self._begin(run, context, taken)
 
-    async def _begin(self, run: Run, context: RunContext) -> Run:
+    async def _begin(self, run: Run, context: RunContext, taken: Taken) -> Run:
         thread_id, record = run.thread_id, run.record
         try:
-            first_seq = await self.endings.end_unfinished(thread_id) + 1
+            first_seq = await self.endings.first_seq(thread_id, taken)
             active = ActiveRun(run_id=run.run_id, owner=self.owner, first_seq=first_seq)
-            await self.leases.renew(thread_id, active)
+            if first_seq != taken.lease.first_seq:
+                await self.leases.renew(thread_id, active)
         except BaseException:
             self.admission.held.discard(run.run_id)
             await self.leases.release(thread_id, run.run_id)

@@ -22,9 +22,7 @@ async def test_a_threads_title_is_its_first_runs_and_an_older_index_title_is_sti
     threads = Threads(records=RedisThreadRecords(client, keys=keys, ttl=3600), owners=owners)
     try:
         await threads.ensure("t-new", "ada")
-        assert [(e.thread_id, e.title) for e in await threads.listing("ada", 10)] == [
-            ("t-new", "")
-        ]
+        assert [(e.thread_id, e.title) for e in await threads.listing("ada", 10)] == [("t-new", "")]
         await threads.run_created("t-new", "Write a haiku")
         await threads.run_created("t-new", "Now one about the sea")
         # Indexed, with its title, before the titles moved into the threads' records.

@@ -14,7 +14,7 @@ from nodes.models import ModelProvider
 from server.agent_protocol.messages import SubscribeParams, matches
 from server.agent_protocol.streaming import ProtocolStream
 from server.engine import Run, RunManager, StartRequest
-from server.engine.coordination import ActiveRun, MemoryControl, MemoryRunLeases
+from server.engine.coordination import ActiveRun, MemoryControl, MemoryRunLeases, Taken
 from server.engine.events import Logged, is_terminal, lifecycle, numbered
 from server.engine.run import Strategy
 from server.guard.refusals import Refusal, Refused
@@ -206,7 +206,7 @@ async def test_a_run_that_loses_its_threads_lease_stops_and_leaves_the_thread_al
             break  # it is answering
         thief = ActiveRun(run_id="other-run", owner="process-2", first_seq=0)
         await runs.leases.release("t-1", run.run_id)
-        assert await runs.leases.acquire("t-1", thief) is None
+        assert isinstance(await runs.leases.acquire("t-1", thief), Taken)
         await finished(run)
         events = await logged(runs, "t-1")
         record = await runs.record("t-1", run.run_id)
