@@ -527,7 +527,10 @@ async def open_redis_saver(url: str, prefix: str) -> AsyncIterator[AsyncRedisSav
     """An `AsyncRedisSaver` on `url` writing only under `prefix`, checked and ready."""
     async with AsyncRedisSaver.from_conn_string(url, prefix=prefix, ttl=None) as saver:
         await saver.asetup()
-        yield saver
+        try:
+            yield saver
+        finally:
+            await saver.client.delete(saver.keys.layout)  # the prefix's, written by asetup
 
 
 async def redis_version(client: Redis | RedisCluster) -> str:
@@ -571,6 +574,8 @@ class Contender:
     description: str
     created: Created = field(default_factory=Created)
     failures: list[Failure] = field(default_factory=list)
+    own_keys: frozenset[str] = frozenset()
+    """Keys the saver keeps for its prefix, not for a thread (not a leak when left)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -800,10 +805,11 @@ async def clear(contender: Contender) -> list[str]:
         # A saver that cannot delete its threads is a finding, not a reason to stop.
         error = f"{type(exc).__name__}: {exc}"
         contender.failures.append(Failure(contender.name, CLEAN_UP, "adelete_thread", error))
-    left = [key async for key in contender.client.scan_iter(match=f"{contender.prefix}:*")]
-    if left:
-        await contender.client.unlink(*left)
-    return sorted(key.decode() if isinstance(key, bytes) else str(key) for key in left)
+    found = [key async for key in contender.client.scan_iter(match=f"{contender.prefix}:*")]
+    if found:
+        await contender.client.unlink(*found)
+    left = (key.decode() if isinstance(key, bytes) else str(key) for key in found)
+    return sorted(key for key in left if key not in contender.own_keys)
 
 
 def service_settings(url: str, prefix: str) -> MemorySettings:
@@ -835,7 +841,9 @@ async def open_alma(settings: MemorySettings) -> AsyncIterator[Contender]:
                 f"(default settings: ttl {saver.ttl} s, up to "
                 f"{settings.redis_max_connections} connections)"
             )
-            yield Contender(ALMA, saver, client, settings.redis_prefix, description)
+            # The layout's mark stays with the prefix once `asetup` has checked it.
+            own = frozenset({saver.keys.layout})
+            yield Contender(ALMA, saver, client, settings.redis_prefix, description, own_keys=own)
     except RedisUnavailableError as exc:
         raise BenchError(str(exc)) from exc
 

@@ -19,11 +19,8 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from memory.base import BaseRedisSaver
-from memory.connection import (
-    async_client,
-    check_server,
-    execute_replaying,
-)
+from memory.connection import async_client, check_server, send_batch
+from memory.layout import LAYOUT
 from memory.steps import Batch, Steps, advance
 
 
@@ -83,9 +80,19 @@ class AsyncRedisSaver(BaseRedisSaver):
             await client.aclose()
 
     async def asetup(self) -> None:
-        """Check the server is reachable and new enough. Idempotent; creates nothing."""
-        info = await self.client.info("server")
-        check_server(info)
+        """Check the server, and move threads still in the first layout into this one.
+
+        The move happens once per prefix (`memory/layout.py`); idempotent.
+        """
+        check_server(await self.client.info("server"))
+        keys = self.keys
+        if await self.client.get(keys.layout) == LAYOUT:
+            return
+        async for key in self.client.scan_iter(match=keys.legacy_checkpoint_orders(), count=1000):
+            await self._run(self._migrate_thread_steps(keys.thread_of_legacy_order(key)))
+        async for key in self.client.scan_iter(match=keys.legacy_runs(), count=1000):
+            await self.client.delete(key)
+        await self.client.set(keys.layout, LAYOUT)
 
     async def _run(self, steps: Steps) -> Any:
         step = advance(steps, None)
@@ -95,7 +102,7 @@ class AsyncRedisSaver(BaseRedisSaver):
 
     async def _send(self, batch: Batch) -> list[Any]:
         # Every batch is idempotent, so one that met a dead connection is sent again.
-        return await execute_replaying(self.client, batch.queue, transaction=batch.transaction)
+        return await send_batch(self.client, batch)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """Fetch a checkpoint: the one `config` names, or the latest of its namespace."""

@@ -29,17 +29,25 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from memory.keys import RedisKeys, ThreadKeys
 from memory.layout import (
-    HIGH,
+    BLOB,
+    INDEX_RUN,
     LOAD_CHECKPOINT,
+    PUT_CHECKPOINT,
+    PUT_WRITES,
     REFS_SEP,
+    RUN,
     SEP,
+    WRITE,
     Loaded,
-    as_text,
     before_id,
-    member_of,
+    checkpoint_member,
+    namespace_range,
     split_member,
 )
-from memory.steps import Batch, Steps
+from memory.steps import Batch, Command, Steps, one
+
+EMPTY = b"empty\x00"
+"""A channel that has a version but no value (LangGraph's `"empty"` kind)."""
 
 
 class CheckpointOps(BaseCheckpointSaver[str]):
@@ -52,8 +60,8 @@ class CheckpointOps(BaseCheckpointSaver[str]):
         prefix: Prefix of every key, so several deployments can share a database.
         ttl: Seconds a thread is kept after its last write; `None` keeps it forever.
         refresh_on_read: Whether reading a thread also restarts its time-to-live.
-        cluster: Whether the client is a Redis Cluster client; batches that touch keys of
-            different slots are then split.
+        cluster: Whether the client is a Redis Cluster client; a run's key is then
+            written apart from its thread's (they are in different slots).
     """
 
     def __init__(
@@ -81,20 +89,24 @@ class CheckpointOps(BaseCheckpointSaver[str]):
         return self.keys.checkpoints(thread_id)
 
     def run_key(self, run_id: str) -> str:
-        """The key listing the checkpoints a run wrote."""
+        """The key listing the threads a run wrote checkpoints to."""
         return self.keys.checkpoints_of_run(run_id)
 
-    def _expire(self, pipe: Any, keys: Iterable[str]) -> None:
-        if self.ttl is not None:
-            for key in keys:
-                pipe.expire(key, self.ttl)
+    @property
+    def _ttl_arg(self) -> int:
+        return self.ttl or 0
 
-    def _dump(self, value: Any) -> bytes:
-        return ormsgpack.packb(list(self.serde.dumps_typed(value)))
+    def _expire(self, keys: Iterable[str]) -> list[Command]:
+        return [("EXPIRE", key, self.ttl) for key in keys] if self.ttl is not None else []
 
-    def _load(self, packed: bytes) -> Any:
-        kind, data = ormsgpack.unpackb(packed)
-        return self.serde.loads_typed((kind, data))
+    def _dump_value(self, value: Any) -> bytes:
+        kind, data = self.serde.dumps_typed(value)
+        return b"".join((kind.encode(), b"\x00", data))
+
+    def _load_value(self, stored: bytes) -> tuple[str, Any]:
+        kind, _, data = stored.partition(b"\x00")
+        text = kind.decode()
+        return text, None if text == "empty" else self.serde.loads_typed((text, data))
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         """A version that sorts after `current` and differs between forks of a thread.
@@ -113,16 +125,17 @@ class CheckpointOps(BaseCheckpointSaver[str]):
     # -- decoding ------------------------------------------------------------------------
 
     def _tuple(self, loaded: Loaded) -> CheckpointTuple:
-        kind, data, md_kind, md_data, parent_id = ormsgpack.unpackb(loaded.record)
+        refs, _, record = loaded.stored.partition(b"\x00")
+        kind, data, md_kind, md_data, parent_id = ormsgpack.unpackb(record)
         checkpoint: Checkpoint = self.serde.loads_typed((kind, data))
         values: dict[str, Any] = {}
-        for name, blob in zip(loaded.blob_fields, loaded.blobs, strict=True):
-            if blob is None:
-                continue
-            channel = name.rsplit(SEP, 2)[1]
-            kind_, data_ = ormsgpack.unpackb(blob)
-            if kind_ != "empty":
-                values[channel] = self.serde.loads_typed((kind_, data_))
+        if refs:
+            for name, blob in zip(refs.split(b"\x1e"), loaded.blobs, strict=True):
+                if blob is None:
+                    continue
+                found_kind, value = self._load_value(blob)
+                if found_kind != "empty":
+                    values[name.rsplit(b"\x1f", 2)[1].decode()] = value
         writes = [ormsgpack.unpackb(raw) for raw in loaded.writes if raw is not None]
         writes.sort(key=lambda w: writes_sort_key(w[4], w[0], w[5]))
         configurable = {
@@ -144,45 +157,48 @@ class CheckpointOps(BaseCheckpointSaver[str]):
             ],
         )
 
-    def _refs(self, checkpoint: Checkpoint, ns: str) -> list[str]:
-        return [
-            f"{ns}{SEP}{channel}{SEP}{version}"
-            for channel, version in checkpoint["channel_versions"].items()
-        ]
+    def _read_members(self, thread_id: str, ns: str | None = None) -> Batch:
+        """A batch reading the `c␟ns␟id` members of a thread (of one namespace, if given)."""
+        low, high = namespace_range(ns)
+        return one("ZRANGEBYLEX", self.thread_keys(thread_id).index, low, high)
 
-    def _read_members(self, thread_id: str) -> Batch:
-        """A batch reading every `ns␟id` member of a thread, oldest first per namespace."""
-        order = self.thread_keys(thread_id).order
-        return Batch(lambda p: p.zrange(order, 0, -1))
-
-    def _queue_load(self, pipe: Any, thread_id: str, ns: str, checkpoint_id: str) -> None:
-        ttl = self.ttl if self.refresh_on_read and self.ttl else 0
-        keys = self.thread_keys(thread_id).all
-        pipe.eval(LOAD_CHECKPOINT, len(keys), *keys, ns, checkpoint_id, ttl)
+    def _load(self, keys: ThreadKeys, ns: str, checkpoint_id: str) -> Command:
+        ttl = self._ttl_arg if self.refresh_on_read else 0
+        member = checkpoint_member(ns, checkpoint_id)
+        return (LOAD_CHECKPOINT, 2, keys.data, keys.index, member, ttl)
 
     @staticmethod
-    def _loaded(thread_id: str, ns: str, reply: Any) -> Loaded | None:
+    def _loaded(thread_id: str, ns: str, checkpoint_id: str, reply: Any) -> Loaded | None:
         if not reply:
             return None
-        checkpoint_id, record, fields, blobs, writes = reply
+        stored, blobs, values = reply
         return Loaded(
             thread_id=thread_id,
             ns=ns,
-            checkpoint_id=as_text(checkpoint_id),
-            record=record,
-            blob_fields=[as_text(name) for name in fields],
-            blobs=list(blobs),
-            writes=list(writes),
+            checkpoint_id=checkpoint_id,
+            stored=stored,
+            blobs=values[:blobs],
+            writes=values[blobs:],
         )
 
     # -- operations ----------------------------------------------------------------------
 
     def _get_tuple_steps(self, config: RunnableConfig) -> Steps:
-        thread_id = str(config["configurable"]["thread_id"])
-        ns = config["configurable"].get("checkpoint_ns", "")
-        checkpoint_id = get_checkpoint_id(config) or ""
-        [reply] = yield Batch(lambda p: self._queue_load(p, thread_id, ns, checkpoint_id))
-        loaded = self._loaded(thread_id, ns, reply)
+        configurable = config["configurable"]
+        thread_id = str(configurable["thread_id"])
+        ns = configurable.get("checkpoint_ns", "")
+        checkpoint_id = get_checkpoint_id(config)
+        keys = self.thread_keys(thread_id)
+        if not checkpoint_id:
+            # The latest first, alone: a namespace with none (every subgraph's, as a run
+            # starts) then costs one command, not a script.
+            low, high = namespace_range(ns)
+            [latest] = yield one("ZREVRANGEBYLEX", keys.index, high, low, "LIMIT", 0, 1)
+            if not latest:
+                return None
+            checkpoint_id = split_member(latest[0])[1]
+        [reply] = yield Batch([self._load(keys, ns, checkpoint_id)])
+        loaded = self._loaded(thread_id, ns, checkpoint_id, reply)
         return self._tuple(loaded) if loaded else None
 
     def _list_steps(
@@ -201,14 +217,9 @@ class CheckpointOps(BaseCheckpointSaver[str]):
             )
         thread_id = str(config["configurable"]["thread_id"])
         keys = self.thread_keys(thread_id)
-        ns_filter = config["configurable"].get("checkpoint_ns")
         only_id = get_checkpoint_id(config)
         bound = before_id(before)
-        if ns_filter is None:
-            [members] = yield self._read_members(thread_id)
-        else:
-            low, high = f"[{ns_filter}{SEP}", f"[{ns_filter}{SEP}{HIGH}"
-            [members] = yield Batch(lambda p: p.zrangebylex(keys.order, low, high))
+        [members] = yield self._read_members(thread_id, config["configurable"].get("checkpoint_ns"))
         candidates = sorted(
             (
                 (checkpoint_id, ns)
@@ -221,14 +232,10 @@ class CheckpointOps(BaseCheckpointSaver[str]):
         found: list[CheckpointTuple] = []
         for start in range(0, len(candidates), page):
             chunk = candidates[start : start + page]
-
-            def queue(p: Any, chunk: list[tuple[str, str]] = chunk) -> None:
-                for checkpoint_id, ns in chunk:
-                    self._queue_load(p, thread_id, ns, checkpoint_id)
-
-            replies = yield Batch(queue)
-            for (_, ns), reply in zip(chunk, replies, strict=True):
-                loaded = self._loaded(thread_id, ns, reply)
+            loads = [self._load(keys, ns, checkpoint_id) for checkpoint_id, ns in chunk]
+            replies = yield Batch(loads)
+            for (checkpoint_id, ns), reply in zip(chunk, replies, strict=True):
+                loaded = self._loaded(thread_id, ns, checkpoint_id, reply)
                 if loaded is None:
                     continue  # removed between the two reads
                 tup = self._tuple(loaded)
@@ -246,41 +253,51 @@ class CheckpointOps(BaseCheckpointSaver[str]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> Steps:
-        thread_id = str(config["configurable"]["thread_id"])
-        ns = config["configurable"].get("checkpoint_ns", "")
-        parent_id = config["configurable"].get("checkpoint_id")
+        configurable = config["configurable"]
+        thread_id = str(configurable["thread_id"])
+        ns = configurable.get("checkpoint_ns", "")
+        parent_id = configurable.get("checkpoint_id")
         keys = self.thread_keys(thread_id)
         stored = checkpoint.copy()
         values: dict[str, Any] = stored.pop("channel_values")  # type: ignore[misc]
-        blobs = {
-            f"{ns}{SEP}{channel}{SEP}{version}": ormsgpack.packb(
-                list(self.serde.dumps_typed(values[channel]))
-                if channel in values
-                else ["empty", b""]
-            )
-            for channel, version in new_versions.items()
-        }
+        blob_prefix = f"{BLOB}{ns}{SEP}"
+        fields: list[Any] = []
+        for channel, version in new_versions.items():
+            fields.append(f"{blob_prefix}{channel}{SEP}{version}")
+            fields.append(self._dump_value(values[channel]) if channel in values else EMPTY)
         full_metadata = get_checkpoint_metadata(config, metadata)
         kind, data = self.serde.dumps_typed(stored)
         md_kind, md_data = self.serde.dumps_typed(full_metadata)
-        member = member_of(ns, checkpoint["id"])
+        member = checkpoint_member(ns, checkpoint["id"])
+        refs = REFS_SEP.join(
+            f"{blob_prefix}{channel}{SEP}{version}"
+            for channel, version in checkpoint["channel_versions"].items()
+        )
         record = ormsgpack.packb([kind, data, md_kind, md_data, parent_id])
-        refs = REFS_SEP.join(self._refs(checkpoint, ns))
+        fields.append(member)
+        fields.append(b"".join((refs.encode(), b"\x00", record)))
         run_id = full_metadata.get("run_id")
-
-        def queue(p: Any) -> None:
-            if blobs:
-                p.hset(keys.blobs, mapping=blobs)
-            p.hset(keys.checkpoints, mapping={member: record, f"{member}{SEP}refs": refs})
-            p.zadd(keys.order, {member: 0})
-            self._expire(p, keys.all)
-            if run_id and not self.cluster:
-                self._queue_run_index(p, str(run_id), [f"{thread_id}{SEP}{member}"])
-
-        yield Batch(queue, transaction=True)
+        run_member = f"{RUN}{run_id}{SEP}{ns}{SEP}{checkpoint['id']}" if run_id else ""
+        ttl = self._ttl_arg
+        if run_id and not self.cluster:
+            script_keys: tuple[str, ...] = (*keys.all, self.run_key(str(run_id)))
+        else:
+            script_keys = keys.all
+        commands: list[Command] = [
+            (
+                PUT_CHECKPOINT,
+                len(script_keys),
+                *script_keys,
+                ttl,
+                member,
+                run_member,
+                thread_id,
+                *fields,
+            )  # fmt: skip
+        ]
         if run_id and self.cluster:
-            location = f"{thread_id}{SEP}{member}"
-            yield Batch(lambda p: self._queue_run_index(p, str(run_id), [location]))
+            commands.append(self._index_run(str(run_id), thread_id))
+        yield Batch(commands)
         return {
             "configurable": {
                 "thread_id": thread_id,
@@ -289,10 +306,9 @@ class CheckpointOps(BaseCheckpointSaver[str]):
             }
         }
 
-    def _queue_run_index(self, pipe: Any, run_id: str, locations: Sequence[str]) -> None:
-        key = self.run_key(run_id)
-        pipe.sadd(key, *locations)
-        self._expire(pipe, [key])
+    def _index_run(self, run_id: str, thread_id: str) -> Command:
+        """Note, in the run's own key, that it wrote checkpoints to `thread_id`."""
+        return (INDEX_RUN, 1, self.run_key(run_id), thread_id, self._ttl_arg)
 
     def _put_writes_steps(
         self,
@@ -301,30 +317,23 @@ class CheckpointOps(BaseCheckpointSaver[str]):
         task_id: str,
         task_path: str,
     ) -> Steps:
-        thread_id = str(config["configurable"]["thread_id"])
-        ns = config["configurable"].get("checkpoint_ns", "")
-        checkpoint_id = str(config["configurable"]["checkpoint_id"])
+        if not writes:
+            return
+        configurable = config["configurable"]
+        thread_id = str(configurable["thread_id"])
+        ns = configurable.get("checkpoint_ns", "")
+        checkpoint_id = str(configurable["checkpoint_id"])
         keys = self.thread_keys(thread_id)
-        member = member_of(ns, checkpoint_id)
-        entries: list[tuple[str, bytes, bool]] = []
+        prefix = f"{WRITE}{ns}{SEP}{checkpoint_id}{SEP}{task_id}{SEP}"
+        replacing: list[Any] = []
+        once: list[Any] = []
         for position, (channel, value) in enumerate(writes):
             idx = WRITES_IDX_MAP.get(channel, position)
             kind, data = self.serde.dumps_typed(value)
             packed = ormsgpack.packb([task_id, channel, kind, data, task_path, idx])
             # Special writes (errors, interrupts, …) replace what the task wrote before;
             # regular ones are written once, so a retried task cannot duplicate them.
-            entries.append((f"{member}{SEP}{task_id}{SEP}{idx}", packed, idx < 0))
-
-        def queue(p: Any) -> None:
-            for name, packed, replace in entries:
-                if replace:
-                    p.hset(keys.writes, name, packed)
-                else:
-                    p.hsetnx(keys.writes, name, packed)
-            p.zadd(keys.write_index, {name: 0 for name, _, _ in entries})
-            # Only the keys written here: a task's writes follow the checkpoint they
-            # belong to, whose write restarted the whole thread's TTL moments before.
-            self._expire(p, (keys.writes, keys.write_index))
-
-        if entries:
-            yield Batch(queue, transaction=True)
+            (replacing if idx < 0 else once).extend((f"{prefix}{idx}", packed))
+        yield Batch(
+            [(PUT_WRITES, 2, *keys.all, self._ttl_arg, len(replacing) // 2, *replacing, *once)]
+        )

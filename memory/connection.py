@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -14,8 +15,11 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.cluster import RedisCluster
-from redis.exceptions import ClusterDownError, ConnectionError, TimeoutError
+from redis.exceptions import ClusterDownError, ConnectionError, NoScriptError, TimeoutError
 from redis.retry import Retry
+
+from memory.layout import Script
+from memory.steps import Batch, Command
 
 MINIMUM_VERSION = (6, 0)
 
@@ -116,17 +120,7 @@ async def execute_replaying(
     """
     for attempt in range(BATCH_ATTEMPTS):
         try:
-            if transaction and isinstance(client, AsyncRedisCluster):
-                # redis-py queues each command of a Cluster transaction from a thread
-                # with an event loop of its own, and reloads a layout a connection
-                # error marked stale there — leaving connections tied to that loop
-                # in the pool. Reloading first, here, keeps them on ours; queueing
-                # blocks this loop, so nothing can mark the layout stale meanwhile.
-                await client.initialize()
-            pipe = client.pipeline(transaction=transaction)
-            queue(pipe)
-            replies: list[Any] = await pipe.execute()
-            return replies
+            return await _execute_once(client, queue, transaction=transaction)
         except REPLAYABLE:
             if isinstance(client, FailoverSafeRedisCluster):
                 client.forget_layout()  # the slot's master may have changed
@@ -134,6 +128,103 @@ async def execute_replaying(
                 raise
             await asyncio.sleep(replay_delay(attempt))
     raise AssertionError("unreachable")
+
+
+async def _execute_once(
+    client: redis.asyncio.Redis | AsyncRedisCluster,
+    queue: Callable[[Any], object],
+    *,
+    transaction: bool,
+) -> list[Any]:
+    if transaction and isinstance(client, AsyncRedisCluster):
+        # redis-py queues each command of a Cluster transaction from a thread
+        # with an event loop of its own, and reloads a layout a connection
+        # error marked stale there — leaving connections tied to that loop
+        # in the pool. Reloading first, here, keeps them on ours; queueing
+        # blocks this loop, so nothing can mark the layout stale meanwhile.
+        await client.initialize()
+    pipe = client.pipeline(transaction=transaction)
+    queue(pipe)
+    replies: list[Any] = await pipe.execute()
+    return replies
+
+
+def _words(command: Command, *, by_source: bool) -> Sequence[Any]:
+    head = command[0]
+    if isinstance(head, Script):
+        if by_source:
+            return ("EVAL", head.source, *command[1:])
+        return ("EVALSHA", head.sha, *command[1:])
+    return command
+
+
+async def _send_async(
+    client: redis.asyncio.Redis | AsyncRedisCluster,
+    batch: Batch,
+    *,
+    by_source: bool,
+) -> list[Any]:
+    if len(batch.commands) == 1 and not batch.transaction:
+        return [await client.execute_command(*_words(batch.commands[0], by_source=by_source))]
+
+    def queue(pipe: Any) -> None:
+        for command in batch.commands:
+            pipe.execute_command(*_words(command, by_source=by_source))
+
+    return await _execute_once(client, queue, transaction=batch.transaction)
+
+
+async def send_batch(
+    client: redis.asyncio.Redis | AsyncRedisCluster,
+    batch: Batch,
+) -> list[Any]:
+    """Send a batch's commands in one round trip, again after a dead connection.
+
+    Scripts go by their SHA1; if Redis does not have them (it restarted, or this is a
+    Cluster node that never ran them) the batch goes again with their source, which
+    Redis then keeps. Only for idempotent batches, as `execute_replaying`.
+    """
+    by_source = False
+    attempt = 0
+    while True:
+        try:
+            return await _send_async(client, batch, by_source=by_source)
+        except NoScriptError:
+            if by_source:
+                raise
+            by_source = True
+        except REPLAYABLE:
+            if isinstance(client, FailoverSafeRedisCluster):
+                client.forget_layout()
+            attempt += 1
+            if attempt >= BATCH_ATTEMPTS:
+                raise
+            await asyncio.sleep(replay_delay(attempt - 1))
+
+
+def send_batch_sync(client: redis.Redis | RedisCluster, batch: Batch) -> list[Any]:
+    """`send_batch` on a sync client."""
+    by_source = False
+    attempt = 0
+    while True:
+        try:
+            if len(batch.commands) == 1 and not batch.transaction:
+                command = _words(batch.commands[0], by_source=by_source)
+                return [client.execute_command(*command)]  # type: ignore[no-untyped-call]
+            pipe = client.pipeline(transaction=batch.transaction)
+            for command in batch.commands:
+                pipe.execute_command(*_words(command, by_source=by_source))
+            replies: list[Any] = pipe.execute()
+            return replies
+        except NoScriptError:
+            if by_source:
+                raise
+            by_source = True
+        except REPLAYABLE:
+            attempt += 1
+            if attempt >= BATCH_ATTEMPTS:
+                raise
+            time.sleep(replay_delay(attempt - 1))
 
 
 def _options(*, asynchronous: bool) -> dict[str, Any]:

@@ -6,8 +6,10 @@ deployments can share a database. A thread's keys carry its id as a hash tag
 transactions touch one node. An owner's index and a key's connection slots are tagged
 by the owner and the key the same way.
 
-- `<p>:{T}:order`, `:checkpoints`, `:blobs`, `:writes`, `:write_index`: the thread's
-  checkpoints (their contents: `memory/layout.py`); `<p>:run:{R}`: what run `R` wrote
+- `<p>:{T}:checkpoints:v2` (hash) and `<p>:{T}:order:v2` (sorted set): the thread's
+  checkpoints, channel values and pending writes (layout: `memory/layout.py`);
+  `<p>:run:v2:{R}`: the threads run `R` wrote checkpoints to. (The `v2` marks the
+  layout: keys of the first layout, without it, are neither read nor written.)
 - `<p>:{T}:events` (stream): the thread's numbered events, for replay and resume
 - `<p>:{T}:owner`, `:thread`, `:runs`, `:active`: its owner, record, run records and
   the lease of its running run
@@ -21,21 +23,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+LEGACY_THREAD_KEYS = ("order", "checkpoints", "blobs", "writes", "write_index")
+"""A thread's checkpoint keys in the first layout (before 2026-12), by name."""
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True)
 class ThreadKeys:
-    """The Redis keys of one thread's checkpoints."""
+    """The Redis keys of one thread's checkpoints (layout 2: `memory/layout.py`)."""
 
-    order: str
-    checkpoints: str
-    blobs: str
-    writes: str
-    write_index: str
+    data: str
+    """Hash: checkpoint records, channel values and pending writes."""
+    index: str
+    """Sorted set: the checkpoints in order, and the writes and runs of each."""
 
     @property
-    def all(self) -> tuple[str, str, str, str, str]:
-        """Every key, in the order `LOAD_CHECKPOINT` expects them."""
-        return (self.order, self.checkpoints, self.blobs, self.writes, self.write_index)
+    def all(self) -> tuple[str, str]:
+        """Every key, in the order the layout's scripts expect them."""
+        return (self.data, self.index)
 
 
 @dataclass(frozen=True)
@@ -50,16 +54,35 @@ class RedisKeys:
     def checkpoints(self, thread_id: str) -> ThreadKeys:
         """The keys of a thread's checkpoints."""
         return ThreadKeys(
-            order=self._thread(thread_id, "order"),
-            checkpoints=self._thread(thread_id, "checkpoints"),
-            blobs=self._thread(thread_id, "blobs"),
-            writes=self._thread(thread_id, "writes"),
-            write_index=self._thread(thread_id, "write_index"),
+            data=self._thread(thread_id, "checkpoints:v2"),
+            index=self._thread(thread_id, "order:v2"),
         )
 
+    def legacy_checkpoints(self, thread_id: str) -> tuple[str, ...]:
+        """The keys of a thread's checkpoints in the first layout (deleted with the thread)."""
+        return tuple(self._thread(thread_id, name) for name in LEGACY_THREAD_KEYS)
+
+    def legacy_checkpoint_orders(self) -> str:
+        """A SCAN pattern matching the `order` key of every thread of the first layout."""
+        return self._thread("*", LEGACY_THREAD_KEYS[0])
+
+    def thread_of_legacy_order(self, key: bytes | str) -> str:
+        """The thread whose first-layout `order` key `key` is."""
+        text = key.decode() if isinstance(key, bytes) else key
+        return text[len(self.prefix) + 2 : -len(LEGACY_THREAD_KEYS[0]) - 2]
+
+    def legacy_runs(self) -> str:
+        """A SCAN pattern matching the first layout's run indexes."""
+        return f"{self.prefix}:run:{{*"
+
+    @property
+    def layout(self) -> str:
+        """The checkpoint layout every thread under this prefix is in, once migrated."""
+        return f"{self.prefix}:checkpoint-layout"
+
     def checkpoints_of_run(self, run_id: str) -> str:
-        """The set of checkpoints a run wrote."""
-        return f"{self.prefix}:run:{{{run_id}}}"
+        """The threads a run wrote checkpoints to."""
+        return f"{self.prefix}:run:v2:{{{run_id}}}"
 
     def events(self, thread_id: str) -> str:
         """The thread's event log."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -19,7 +18,8 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from redis.cluster import RedisCluster
 
 from memory.base import BaseRedisSaver
-from memory.connection import BATCH_ATTEMPTS, REPLAYABLE, check_server, replay_delay, sync_client
+from memory.connection import check_server, send_batch_sync, sync_client
+from memory.layout import LAYOUT
 from memory.steps import Batch, Steps, advance
 
 
@@ -67,8 +67,16 @@ class RedisSaver(BaseRedisSaver):
             client.close()
 
     def setup(self) -> None:
-        """Check the server is reachable and new enough. Idempotent; creates nothing."""
+        """`AsyncRedisSaver.asetup`, sync."""
         check_server(self.client.info("server"))
+        keys = self.keys
+        if self.client.get(keys.layout) == LAYOUT:
+            return
+        for key in self.client.scan_iter(match=keys.legacy_checkpoint_orders(), count=1000):
+            self._run(self._migrate_thread_steps(keys.thread_of_legacy_order(key)))
+        for key in self.client.scan_iter(match=keys.legacy_runs(), count=1000):
+            self.client.delete(key)
+        self.client.set(keys.layout, LAYOUT)
 
     def _run(self, steps: Steps) -> Any:
         step = advance(steps, None)
@@ -78,17 +86,7 @@ class RedisSaver(BaseRedisSaver):
 
     def _send(self, batch: Batch) -> list[Any]:
         # Every batch is idempotent, so one that met a dead connection is sent again.
-        for attempt in range(BATCH_ATTEMPTS):
-            pipe = self.client.pipeline(transaction=batch.transaction)
-            batch.queue(pipe)
-            try:
-                replies: list[Any] = pipe.execute()
-                return replies
-            except REPLAYABLE:
-                if attempt == BATCH_ATTEMPTS - 1:
-                    raise
-                time.sleep(replay_delay(attempt))
-        raise AssertionError("unreachable")
+        return send_batch_sync(self.client, batch)
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """Fetch a checkpoint: the one `config` names, or the latest of its namespace."""

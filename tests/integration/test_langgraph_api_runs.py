@@ -196,7 +196,7 @@ async def test_join_stream_replays_after_the_last_event_id(servers: Pair) -> Non
 
 async def test_cancel_interrupts_or_rolls_back_a_running_run(servers: Pair) -> None:
     alma, dev = servers.clients()
-    for client in (alma, dev):
+    for server, client in (("alma", alma), ("langgraph dev", dev)):
         for action in ("interrupt", "rollback"):
             thread_id = await new_thread(client)
             await client.runs.wait(thread_id, "manager", input=HAIKU)
@@ -220,7 +220,7 @@ async def test_cancel_interrupts_or_rolls_back_a_running_run(servers: Pair) -> N
                         break
                     await asyncio.sleep(0.05)
                     after = await client.threads.get_history(thread_id, limit=100)
-                assert len(after) == len(before), "the rolled-back run's checkpoints stay"
+                assert len(after) == len(before), f"{server}: the rolled-back run's checkpoints"
                 state = await client.threads.get_state(thread_id)
                 texts = [m["content"] for m in as_json(state)["values"]["messages"]]
                 assert texts[-2:][0] == HAIKU["messages"][0]["content"]

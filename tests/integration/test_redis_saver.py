@@ -1,9 +1,11 @@
 """ALMA's Redis saver on a real redis-server: TTL, pruning, copying, run deletion, interop."""
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from langgraph.checkpoint.base.id import uuid6
 from langgraph.checkpoint.memory import InMemorySaver
 
 from memory.aio import AsyncRedisSaver
+from memory.layout import as_text
 from memory.saver import RedisSaver
 from tests.utils.graphs import ask, simulated_provider
 from tests.utils.redis_server import RedisServer
@@ -74,7 +77,7 @@ async def test_the_server_runs_no_modules(client: aioredis.Redis) -> None:
     assert await client.module_list() == []
 
 
-async def test_every_key_of_a_thread_carries_the_ttl_and_writes_refresh_it(
+async def test_every_key_of_a_thread_carries_the_ttl_and_checkpoints_restart_it(
     client: aioredis.Redis,
 ) -> None:
     saver = make_saver(client, ttl=60)
@@ -85,9 +88,60 @@ async def test_every_key_of_a_thread_carries_the_ttl_and_writes_refresh_it(
     ttls = [await client.ttl(key) for key in keys]
     assert all(0 < ttl <= 60 for ttl in ttls), ttls
 
-    await client.expire(saver.thread_keys("t1").order, 5)
+    await client.expire(saver.thread_keys("t1").index, 5)
     await put_chain(saver, "t1", 1)
-    assert await client.ttl(saver.thread_keys("t1").order) > 5
+    assert await client.ttl(saver.thread_keys("t1").index) > 5
+
+
+async def test_writes_give_keys_they_create_a_ttl(client: aioredis.Redis) -> None:
+    saver = make_saver(client, ttl=60)
+    # Writes with no checkpoint written before them create the thread's keys.
+    await saver.aput_writes(config("w", "", "some-id"), [("a", 1), ("b", 2)], "task-1")
+    keys = saver.thread_keys("w").all
+    assert await client.exists(*keys) == 2
+    ttls = [await client.ttl(key) for key in keys]
+    assert all(0 < ttl <= 60 for ttl in ttls), ttls
+
+
+async def test_a_tasks_regular_writes_are_written_once_and_special_ones_replace(
+    client: aioredis.Redis,
+) -> None:
+    saver = make_saver(client)
+    [first] = await put_chain(saver, "once", 1)
+    at = config("once", "", first)
+    await saver.aput_writes(at, [("a", 1), ("b", 2)], "task-1")
+    await saver.aput_writes(at, [("a", 10), ("b", 20)], "task-1")  # a retried task
+    await saver.aput_writes(at, [("c", 3)], "task-2")
+    await saver.aput_writes(at, [("c", 30)], "task-2")
+    await saver.aput_writes(at, [("__error__", "first")], "task-3")
+    await saver.aput_writes(at, [("__error__", "second")], "task-3")
+    found = await saver.aget_tuple(at)
+    assert found is not None
+    assert sorted(found.pending_writes or []) == [
+        ("task-1", "a", 1),
+        ("task-1", "b", 2),
+        ("task-2", "c", 3),
+        ("task-3", "__error__", "second"),
+    ]
+
+
+async def test_a_thread_deleted_before_setup_moved_it_leaves_no_first_layout_keys(
+    client: aioredis.Redis,
+) -> None:
+    saver = make_saver(client)
+    legacy = saver.keys.legacy_checkpoints("old")
+    await client.zadd(legacy[0], {"\x1fsome-id": 0})
+    await client.hset(legacy[1], "\x1fsome-id", b"a first-layout record")
+    assert await saver.aget_tuple(config("old")) is None
+    [kept] = await put_chain(saver, "old", 1)
+    assert [t.checkpoint["id"] async for t in saver.alist(config("old"))] == [kept]
+    await saver.adelete_thread("old")
+    assert await client.exists(*legacy, *saver.thread_keys("old").all) == 0
+
+
+async def count_fields(client: aioredis.Redis, key: str, kind: str) -> int:
+    prefix = f"{kind}\x1f"
+    return len([name for name in await client.hkeys(key) if as_text(name).startswith(prefix)])
 
 
 async def test_a_thread_expires_after_its_ttl(client: aioredis.Redis) -> None:
@@ -104,15 +158,15 @@ async def test_a_thread_expires_after_its_ttl(client: aioredis.Redis) -> None:
 async def test_without_ttl_keys_are_kept(client: aioredis.Redis) -> None:
     saver = make_saver(client, ttl=None)
     await put_chain(saver, "forever", 1)
-    assert await client.ttl(saver.thread_keys("forever").checkpoints) == -1
+    assert await client.ttl(saver.thread_keys("forever").data) == -1
 
 
 async def test_reading_refreshes_the_ttl_when_asked(client: aioredis.Redis) -> None:
     saver = make_saver(client, ttl=60, refresh_on_read=True)
     await put_chain(saver, "t", 1)
-    await client.expire(saver.thread_keys("t").checkpoints, 5)
+    await client.expire(saver.thread_keys("t").data, 5)
     await saver.aget_tuple(config("t"))
-    assert await client.ttl(saver.thread_keys("t").checkpoints) > 5
+    assert await client.ttl(saver.thread_keys("t").data) > 5
 
 
 async def test_prune_keeps_exactly_the_latest_n_per_namespace(client: aioredis.Redis) -> None:
@@ -123,7 +177,7 @@ async def test_prune_keeps_exactly_the_latest_n_per_namespace(client: aioredis.R
     assert await listed(saver, "p", "") == root[-3:][::-1]
     assert await listed(saver, "p", "child:1") == child[-3:][::-1]
     # Blobs only the dropped checkpoints used are gone; the kept ones still load.
-    assert await client.hlen(saver.thread_keys("p").blobs) == 6
+    assert await count_fields(client, saver.thread_keys("p").data, "b") == 6
     latest = await saver.aget_tuple(config("p"))
     assert latest is not None and latest.checkpoint["channel_values"] == {"counter": 9}
 
@@ -172,7 +226,7 @@ async def test_delete_for_runs_removes_only_those_runs(client: aioredis.Redis) -
     assert await listed(saver, "a") == kept[::-1]
     assert await listed(saver, "b") == []
     assert other
-    assert await client.hlen(saver.thread_keys("a").writes) == 0
+    assert await count_fields(client, saver.thread_keys("a").data, "w") == 0
     assert not await client.exists(saver.run_key("run-gone"))
 
 
@@ -241,7 +295,77 @@ async def test_threads_can_be_encrypted_at_rest(redis: RedisServer) -> None:
         assert state["messages"][0].text == "Write a haiku about hidden rivers"
 
     raw = aioredis.Redis.from_url(redis.url)
-    stored = await raw.hgetall("secret:{vault}:blobs")
+    stored = await raw.hgetall("secret:{vault}:checkpoints:v2")
     await raw.aclose()
     assert stored
     assert not any(b"hidden rivers" in value for value in stored.values())
+
+
+def first_layout_fixture() -> Any:
+    return json.loads((Path(__file__).parent / "data" / "first_layout_thread.json").read_text())
+
+
+async def restore(client: aioredis.Redis, keys: dict[str, Any]) -> None:
+    for key, stored in keys.items():
+        value = stored["value"]
+        if stored["type"] == "hash":
+            await client.hset(
+                key, mapping={bytes.fromhex(f): bytes.fromhex(v) for f, v in value.items()}
+            )
+        elif stored["type"] == "zset":
+            await client.zadd(key, {bytes.fromhex(m): 0 for m in value})
+        else:
+            await client.sadd(key, *(bytes.fromhex(m) for m in value))
+        await client.expire(key, 3600)
+
+
+async def test_setup_moves_a_thread_of_the_first_layout_into_the_current_one(
+    client: aioredis.Redis,
+) -> None:
+    """A conversation written by the first layout (tests/integration/data) survives the upgrade."""
+    from graphs.manager import build_manager_graph
+
+    fixture = first_layout_fixture()
+    thread_id, prefix = fixture["thread_id"], fixture["prefix"]
+    await restore(client, fixture["keys"])
+    saver = AsyncRedisSaver(client, prefix=prefix, ttl=fixture["ttl"])
+    await saver.asetup()
+
+    graph = build_manager_graph(provider=simulated_provider(), checkpointer=saver)
+    state = await graph.aget_state(config(thread_id))
+    assert [[m.type, m.text] for m in state.values["messages"]] == fixture["messages"]
+    listed = [
+        [t.config["configurable"]["checkpoint_ns"], t.checkpoint["id"], len(t.pending_writes or [])]
+        async for t in saver.alist({"configurable": {"thread_id": thread_id}})
+    ]
+    assert listed == fixture["checkpoints"]
+    assert await client.exists(*fixture["keys"]) == 0  # the first layout's keys are gone
+    ttls = [await client.ttl(key) for key in saver.thread_keys(thread_id).all]
+    assert all(0 < ttl <= 3600 for ttl in ttls), ttls  # the thread's TTL carried over
+
+    # The thread goes on, and its runs can still be rolled back.
+    await saver.adelete_for_runs(["22222222-2222-4222-8222-222222222222"])
+    state = await graph.aget_state(config(thread_id))
+    assert [m.text for m in state.values["messages"]] == [m[1] for m in fixture["messages"][:2]]
+    await ask(graph, "Write a haiku about rivers", config(thread_id))
+    assert len((await graph.aget_state(config(thread_id))).values["messages"]) == 4
+
+    late = saver.keys.legacy_checkpoints("late")[0]
+    await client.zadd(late, {"\x1fsome-id": 0})
+    await saver.asetup()  # once per prefix: a later setup scans nothing
+    assert await client.exists(late) == 1
+
+
+async def test_the_sync_savers_setup_moves_the_first_layout_too(
+    client: aioredis.Redis, redis: RedisServer
+) -> None:
+    fixture = first_layout_fixture()
+    prefix = f"sync-{uuid.uuid4().hex[:6]}"
+    keys = {key.replace("old:", f"{prefix}:", 1): value for key, value in fixture["keys"].items()}
+    await restore(client, keys)
+    with RedisSaver.from_conn_string(redis.url, prefix=prefix) as saver:
+        saver.setup()
+        found = saver.list({"configurable": {"thread_id": fixture["thread_id"]}})
+        listed = [t.checkpoint["id"] for t in found]
+    assert listed == [checkpoint_id for _, checkpoint_id, _ in fixture["checkpoints"]]
+    assert await client.exists(*keys) == 0
