@@ -5,8 +5,9 @@ as requests named by what they measure: `connect`, `time to first token`, `full 
 `resume`, `cancel`. The same users drive ALMA and `langgraph dev`.
 
 `alma loadtest` (loadtests/run.py) picks the scenario through `ALMA_LOADTEST_SCENARIO`:
-`connections` adds idle sockets (`ALMA_LOADTEST_IDLE` of them) beside the active users;
-`spike` shapes the load from 0 to `ALMA_LOADTEST_USERS` users at once.
+`connections` opens idle sockets (`ALMA_LOADTEST_IDLE` of them) alone first, then adds
+the active users beside them; `spike` shapes the load from 0 to `ALMA_LOADTEST_USERS`
+users at once. When the load reaches a step, a line goes to `ALMA_LOADTEST_MARKS`.
 """
 
 from __future__ import annotations
@@ -14,22 +15,25 @@ from __future__ import annotations
 import json
 import os
 import random
+import resource
 import time
 import uuid
-from typing import Any
+from typing import Any, NoReturn
 
 import websocket
 from locust import HttpUser, LoadTestShape, User, between, constant, events, task
 from locust.env import Environment
+from locust.exception import StopUser
 
 from loadtests.ws import ProtocolFailure, RunTiming, ThreadSocket
 
 SCENARIO = os.environ.get("ALMA_LOADTEST_SCENARIO", "smoke")
 CANCEL_DEADLINE = 15.0
 """Seconds a cancelled run may take to end before the cancel counts as failed."""
-IDLE_READ_SECONDS = 1.0
-"""How long an idle tab's read waits before it reads again: short, so a stopping run
-is not held up by it (the tab is never without a read)."""
+IDLE_READ_SECONDS = 5.0
+"""How long an idle tab's read waits before it reads again: short enough that a stopping
+run is not held up long by it (the tab is never without a read), long enough that 10,000
+tabs do not keep Locust busy waking up 10,000 times a second."""
 THINK = (float(os.environ.get("ALMA_LOADTEST_THINK_MIN", "1")),
          float(os.environ.get("ALMA_LOADTEST_THINK_MAX", "3")))  # fmt: skip
 
@@ -45,6 +49,16 @@ ANALYTICAL = [
     "Explain why quicksort is faster than mergesort in practice, step by step",
 ]
 FOLLOW_UPS = ["Make it shorter", "Now explain the main idea in one sentence"]
+
+
+def _allow_every_file() -> None:
+    # Every user holds a socket; Locust raises the soft limit only as far as 10,000.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+_allow_every_file()
 
 
 def _fire(
@@ -262,6 +276,17 @@ class IdleSocketUser(StreamingUser):
             self.socket.socket.recv()
         except websocket.WebSocketTimeoutException:
             return
+        except (websocket.WebSocketException, OSError) as exc:
+            self._lost(exc)
+        if not self.socket.socket.connected:  # the read was the server's close frame
+            self._lost(ProtocolFailure("the server closed an idle socket"))
+
+    def _lost(self, exc: BaseException) -> NoReturn:
+        # A failure, once: reading the closed socket again would fail at once, round and
+        # round, for the rest of the run.
+        now = time.perf_counter()
+        _fire(self.environment, "WS", "idle socket held", now, now, exception=exc)
+        raise StopUser
 
     def on_stop(self) -> None:
         """Close the socket."""
@@ -334,6 +359,59 @@ if SCENARIO == "spike":
             if now < self.duration * 0.2 or now > self.duration * 0.7:
                 return max(1, self.users // 20), 10.0
             return self.users, float(self.users)  # all of them within a second
+
+
+_SPAWNED: dict[int, float] = {}
+"""Users running → when (`time.monotonic()`) the ramp to that many first completed."""
+
+
+def _mark(mark: str, **fields: int) -> None:
+    """Note for the load runner when the load reached a step (wall-clock time)."""
+    path = os.environ.get("ALMA_LOADTEST_MARKS")
+    if path:
+        with open(path, "a") as marks:
+            marks.write(json.dumps({"mark": mark, "at": time.time(), **fields}) + "\n")
+
+
+@events.spawning_complete.add_listener  # type: ignore[untyped-decorator]
+def _note_spawned(user_count: int, **_: Any) -> None:
+    # Fired by the runner that dispatches users (never by a worker): one mark per step.
+    if user_count not in _SPAWNED:
+        _SPAWNED[user_count] = time.monotonic()
+        _mark("spawned", users=user_count)
+
+
+if SCENARIO == "connections":
+
+    class Connections(LoadTestShape):
+        """The idle sockets alone until they settle, then the active users beside them.
+
+        Each step starts once the ramp before it has completed, however long it took: the
+        idle sockets' memory is read with nothing else running, and the full load is held
+        for `hold` seconds after the last user was spawned.
+        """
+
+        idle = int(os.environ.get("ALMA_LOADTEST_IDLE", "0"))
+        users = int(os.environ.get("ALMA_LOADTEST_USERS", "0"))
+        rate = float(os.environ.get("ALMA_LOADTEST_SPAWN_RATE", "100"))
+        settle = float(os.environ.get("ALMA_LOADTEST_SETTLE", "0"))
+        hold = float(os.environ.get("ALMA_LOADTEST_HOLD", "60"))
+        loading = False
+
+        def tick(self) -> tuple[int, float] | None:
+            """Users and spawn rate now; `None` ends the run."""
+            now = time.monotonic()
+            alone = _SPAWNED.get(self.idle)
+            if self.idle and (alone is None or now < alone + self.settle):
+                return self.idle, self.rate
+            if not self.loading:
+                self.loading = True
+                _mark("load")
+            spawned = _SPAWNED.get(self.users)
+            if spawned is None or now < spawned + self.hold:
+                return self.users, self.rate
+            _mark("end")
+            return None
 
 
 @events.quitting.add_listener  # type: ignore[untyped-decorator]
