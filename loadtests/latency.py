@@ -3,9 +3,13 @@
 Every stream is a fresh thread over its own WebSocket, started at the same moment as the
 others of its wave. The route is decided by the cue-word router (no model call), so the
 only model call before the first token is the answer's own; its time to first token is
-the simulated model's, fixed by `--model-ttft`, and is subtracted. What is left is ALMA:
-the protocol, the run manager, the checkpoints and event log in Redis, the graph, the
-fan-out — under the load of `concurrency` streams at once on this machine.
+the simulated model's, fixed by `--model-ttft`, and is subtracted. What is left is ALMA
+and LangGraph: the protocol, the run manager, the checkpoints and event log in Redis, the
+graph, the fan-out — under the load of `concurrency` streams at once on this machine.
+
+LangGraph's own share is measured first, in this process: the same graph and model on
+`InMemorySaver`, streamed with `astream_events(version="v3")` as the service streams it,
+one run at a time. ALMA's p50 less the engine's p50 is what the service itself adds.
 
 Run it with `python -m loadtests.latency`. Without `--url` it starts `alma serve` on a
 free loopback port (simulated model, and a private `redis-server` unless `--redis-url`
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import platform
@@ -27,13 +32,20 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from langgraph.checkpoint.memory import InMemorySaver
+
+from graphs.manager import build_manager_graph
 from loadtests.memory_bench import percentile
 from loadtests.processes import Server, StartError, alma_server, redis_target
+from loadtests.sidebyside import model_settings
+from nodes.models import ModelProvider
+from nodes.run_context import RunContext
 from server.agent_protocol.client import open_thread
 from server.engine.events import is_terminal
 
 PROMPT = "Write a haiku about rivers"
 ANSWER_NODES = frozenset({"compose"})
+ENGINE_RUNS = 100
 
 
 class LatencyError(RuntimeError):
@@ -52,6 +64,60 @@ class Figures:
     failed: int
     server_cpu_ms_per_stream: float | None
     """CPU the server process spent per stream (when the benchmark started it)."""
+    beyond_engine_p50_ms: float | None = None
+    """`p50_ms` less the engine's own p50: what the service adds to LangGraph."""
+
+
+@dataclass(frozen=True, slots=True)
+class EngineFigures:
+    """LangGraph's own time to first token beyond the model's, in this process."""
+
+    runs: int
+    p50_ms: float
+    p99_ms: float
+
+
+async def engine_stream(graph: Any, model_ttft: float) -> float:
+    """Seconds from asking the graph to stream to its first answer token, less the model's.
+
+    Streamed as the service streams a run: v3 events, the cue-word router, its steps
+    saved as the run ends.
+    """
+    config = {"configurable": {"thread_id": str(uuid.uuid4())}}
+    began = time.perf_counter()
+    stream = await graph.astream_events(
+        {"messages": [{"role": "user", "content": PROMPT}]}, config, version="v3",
+        context=RunContext(router="heuristic"), durability="exit",
+    )  # fmt: skip
+    first: float | None = None
+    async for event in stream:
+        data = event["params"].get("data")
+        if isinstance(data, tuple):  # a message event's data comes with its metadata
+            data = data[0]
+        if (
+            first is None
+            and event.get("method") == "messages"
+            and isinstance(data, dict)
+            and data.get("event") == "content-block-delta"
+        ):
+            first = time.perf_counter()
+    if first is None:
+        raise LatencyError("the engine's run streamed no answer token")
+    return first - began - model_ttft
+
+
+async def measure_engine(env: dict[str, str], model_ttft: float, runs: int) -> EngineFigures:
+    """The engine's first-token figures over `runs` runs, one at a time, after a warm-up."""
+    model = ModelProvider.from_settings(model_settings(env))
+    try:
+        graph = build_manager_graph(provider=model, checkpointer=InMemorySaver())
+        await engine_stream(graph, model_ttft)
+        ordered = sorted([round(await engine_stream(graph, model_ttft) * 1e6) for _ in range(runs)])
+    finally:
+        await model.aclose()
+    return EngineFigures(
+        runs=runs, p50_ms=percentile(ordered, 50) / 1000, p99_ms=percentile(ordered, 99) / 1000
+    )
 
 
 async def one_stream(url: str, model_ttft: float) -> float:
@@ -119,19 +185,22 @@ async def measure(
     )
 
 
-def format_table(figures: Sequence[Figures], model_ttft: float) -> str:
+def format_table(figures: Sequence[Figures], model_ttft: float, engine: EngineFigures) -> str:
     """The figures as a plain-text table."""
     lines = [
+        f"engine in process (LangGraph alone, the same graph and model, {engine.runs} runs): "
+        f"first token {engine.p50_ms:.1f} ms p50, {engine.p99_ms:.1f} ms p99 beyond the model's",
         f"added latency: run.start → first answer token at the client, less the model's "
-        f"{model_ttft * 1000:.0f} ms time to first token",
+        f"{model_ttft * 1000:.0f} ms time to first token; 'ALMA p50' less the engine's p50",
         f"{'concurrent':>10}  {'streams':>7}  {'p50 ms':>8}  {'p99 ms':>8}  {'max ms':>8}  "
-        f"{'failed':>6}  {'server CPU ms/stream':>20}",
+        f"{'failed':>6}  {'server CPU ms/stream':>20}  {'ALMA p50 ms':>11}",
     ]
     for f in figures:
         cpu = "-" if f.server_cpu_ms_per_stream is None else f"{f.server_cpu_ms_per_stream:.1f}"
+        alma = "-" if f.beyond_engine_p50_ms is None else f"{f.beyond_engine_p50_ms:.1f}"
         lines.append(
             f"{f.concurrency:>10}  {f.streams:>7}  {f.p50_ms:>8.1f}  {f.p99_ms:>8.1f}  "
-            f"{f.max_ms:>8.1f}  {f.failed:>6}  {cpu:>20}"
+            f"{f.max_ms:>8.1f}  {f.failed:>6}  {cpu:>20}  {alma:>11}"
         )
     return "\n".join(lines)
 
@@ -157,46 +226,58 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--tokens-per-second", type=float, default=80, help="the simulated model's pace"
     )
+    parser.add_argument(
+        "--engine-runs", type=int, default=ENGINE_RUNS,
+        help="runs of the engine alone, in this process, for its share",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures")
     return parser
 
 
-async def _run(url: str, args: argparse.Namespace, server: Server | None = None) -> list[Figures]:
+async def _run(
+    url: str, args: argparse.Namespace, engine: EngineFigures, server: Server | None = None
+) -> list[Figures]:
     # One warm-up stream: imports, connection pools and scripts load once.
     await one_stream(url, args.model_ttft)
     results = []
     for concurrency in args.concurrency:
         print(f"… {concurrency} concurrent", file=sys.stderr, flush=True)
-        results.append(await measure(url, concurrency, args.streams, args.model_ttft, server))
+        found = await measure(url, concurrency, args.streams, args.model_ttft, server)
+        beyond = round(found.p50_ms - engine.p50_ms, 3)
+        results.append(dataclasses.replace(found, beyond_engine_p50_ms=beyond))
     return results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: measure, print the table, optionally write JSON."""
     args = _parser().parse_args(argv)
+    simulated = {
+        "ALMA_PROVIDER": "simulated",
+        "ALMA_SIMULATED_TTFT": str(args.model_ttft),
+        "ALMA_SIMULATED_TOKENS_PER_SECOND": str(args.tokens_per_second),
+    }
     try:
+        # Alone, before any server runs: the engine's figure is a floor, not a contender.
+        print("… the engine in process", file=sys.stderr, flush=True)
+        engine = asyncio.run(measure_engine(simulated, args.model_ttft, args.engine_runs))
         if args.url:
-            figures = asyncio.run(_run(args.url, args))
+            figures = asyncio.run(_run(args.url, args, engine))
         else:
-            simulated = {
-                "ALMA_PROVIDER": "simulated",
-                "ALMA_SIMULATED_TTFT": str(args.model_ttft),
-                "ALMA_SIMULATED_TOKENS_PER_SECOND": str(args.tokens_per_second),
-            }
             with (
                 redis_target(args.redis_url) as redis,
                 alma_server(redis.url, env=simulated) as server,
             ):
-                figures = asyncio.run(_run(server.url, args, server))
+                figures = asyncio.run(_run(server.url, args, engine, server))
     except (LatencyError, StartError) as exc:
         print(f"latency: {exc}", file=sys.stderr)
         return 1
-    print(format_table(figures, args.model_ttft))
+    print(format_table(figures, args.model_ttft, engine))
     if args.json:
         report: dict[str, Any] = {
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
             "model_ttft_s": args.model_ttft,
             "tokens_per_second": args.tokens_per_second,
+            "engine": asdict(engine),
             "figures": [asdict(f) for f in figures],
         }
         args.json.write_text(json.dumps(report, indent=2) + "\n")
