@@ -156,6 +156,8 @@ class LevelFigures:
     redis_bytes_per_run: float
     errors: dict[str, int] = field(default_factory=dict)
     """Why runs failed, by message."""
+    redis_commands_by_name: dict[str, float] = field(default_factory=dict)
+    """`redis_commands_per_run` by command, most first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,21 +400,35 @@ async def closed_loop(
 class RedisCounters:
     """Redis's own totals: commands executed (upkeep left out) and bytes in and out."""
 
-    commands: int
+    by_command: dict[str, int]
     bytes: int
+
+    @property
+    def commands(self) -> int:
+        """Every command executed."""
+        return sum(self.by_command.values())
+
+    def per_run_since(self, before: RedisCounters, runs: int) -> dict[str, float]:
+        """Commands per run since `before`, by command, most first."""
+        grown = {
+            name: (calls - before.by_command.get(name, 0)) / runs
+            for name, calls in self.by_command.items()
+        }
+        ranked = sorted(grown.items(), key=lambda item: -item[1])
+        return {name: round(per_run, 2) for name, per_run in ranked if per_run > 0}
 
     @classmethod
     def read(cls, url: str) -> RedisCounters:
         """The counters now (one INFO: its own reply, a few KB, lands in the next read)."""
         with redis.Redis.from_url(url) as client:
             info = client.info("stats", "commandstats")
-        commands = sum(
-            int(figures["calls"])
+        by_command = {
+            name.removeprefix("cmdstat_"): int(figures["calls"])
             for name, figures in info.items()
             if name.startswith("cmdstat_") and name.removeprefix("cmdstat_") not in UPKEEP
-        )
+        }
         traffic = int(info["total_net_input_bytes"]) + int(info["total_net_output_bytes"])
-        return cls(commands=commands, bytes=traffic)
+        return cls(by_command=by_command, bytes=traffic)
 
 
 def _cpu(server: Server | None) -> float | None:
@@ -463,6 +479,7 @@ async def measure_level(
         redis_commands_per_run=(redis_after.commands - redis_before.commands) / started,
         redis_bytes_per_run=(redis_after.bytes - redis_before.bytes) / started,
         errors=dict(tally.errors),
+        redis_commands_by_name=redis_after.per_run_since(redis_before, started),
     )
 
 
@@ -621,6 +638,26 @@ def format_servers(levels: Sequence[LevelFigures]) -> list[str]:
     return lines
 
 
+BREAKDOWN_COMMANDS = 8
+"""Commands named in each server's breakdown; the rest are summed as `other`."""
+
+
+def format_breakdown(levels: Sequence[LevelFigures]) -> list[str]:
+    """Each level's Redis commands per run, by command: where a rising count comes from."""
+    lines = ["Redis commands per run, by command (the most frequent; the rest as other):"]
+    for s in levels:
+        ranked = list(s.redis_commands_by_name.items())
+        shown = [f"{name} {per_run:g}" for name, per_run in ranked[:BREAKDOWN_COMMANDS]]
+        rest = sum(per_run for _, per_run in ranked[BREAKDOWN_COMMANDS:])
+        if rest:
+            shown.append(f"other {rest:.2f}")
+        lines.append(
+            f"  {s.provider:<10}  {SERVER_NAMES[s.target]:<13}  {s.concurrency:>4}  "
+            + ", ".join(shown)
+        )
+    return lines
+
+
 def format_ratios(report: Report) -> list[str]:
     """ALMA against the engine and against `langgraph dev`."""
     lines = [
@@ -666,6 +703,7 @@ def format_report(report: Report) -> str:
         sections.append(format_engine(report.engine))
     if report.servers:
         sections.append(format_servers(report.servers))
+        sections.append(format_breakdown(report.servers))
         sections.append(format_failures(report.servers))
     if report.ratios:
         sections.append(format_ratios(report))

@@ -58,6 +58,9 @@ def test_every_target_is_measured_on_both_models_without_a_failure(
         assert level["server_cpu_ms_per_run"] > 0, key
         # Both servers keep their checkpoints in the one Redis; Redis itself counts them.
         assert level["redis_commands_per_run"] > 0 and level["redis_bytes_per_run"] > 0, key
+        by_name = level["redis_commands_by_name"]
+        assert sum(by_name.values()) == pytest.approx(level["redis_commands_per_run"], abs=0.1)
+        assert list(by_name.values()) == sorted(by_name.values(), reverse=True), key
         simulator_cpu = level["simulator_cpu_ms_per_run"]
         assert (simulator_cpu is None) == (level["provider"] == "simulated"), key
 
@@ -76,6 +79,7 @@ def test_every_target_is_measured_on_both_models_without_a_failure(
     assert printed == {(SERVERS[t], p, c) for t, p, c in levels}
     assert all(r["runs"] == "2" and r["failures"] == "0" for r in rows)
     assert "failures: none" in output
+    assert "Redis commands per run, by command" in output
     assert "ALMA single-stream TTFT p50 (simulated" in output
 
 
