@@ -31,6 +31,7 @@ from server.engine.coordination import (
     RedisRunLeases,
     RunLeases,
 )
+from server.engine.pacing import WritePacing
 from server.guard.auth import KeyRing
 from server.guard.limits import RateLimits
 from server.observability.metrics import ComponentState, ResourceSampler, process_ended
@@ -178,7 +179,10 @@ def _engine(
         lease_seconds=settings.run_lease_seconds,
         wait_seconds=settings.multitask_wait_seconds,
         durability=settings.durability,
-        flush_interval=settings.event_flush_interval,
+        pacing=WritePacing(
+            least=settings.event_flush_interval,
+            writes_per_second=settings.event_writes_per_second,
+        ),
         queue_size=settings.send_queue_size,
         spend_tokens=limits.spend_tokens,
         observability=observability,

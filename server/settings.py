@@ -94,7 +94,7 @@ class Settings(ModelSettings, MemorySettings):
         ge=100,
         description=(
             "Most stream entries kept per thread for resume; each entry is a batch of up "
-            "to 32 events, so at least this many events are kept."
+            "to 256 events, so at least this many events are kept."
         ),
     )
     event_flush_interval: float = Field(
@@ -105,6 +105,15 @@ class Settings(ModelSettings, MemorySettings):
             "Least seconds between two writes of a run's events to its log: tokens that "
             "stream in between are written, then sent, together. The run's start, the "
             "answer's first token and the run's end go at once."
+        ),
+    )
+    event_writes_per_second: float = Field(
+        default=400,
+        ge=0,
+        description=(
+            "Most writes of runs' events to their logs a second, over all the runs a "
+            "process streams at once: with many runs, each run's writes are spaced "
+            "further than ALMA_EVENT_FLUSH_INTERVAL and carry more events each. 0: no cap."
         ),
     )
     event_log_ttl: int = Field(

@@ -9,6 +9,7 @@ from typing import Any
 
 from server.engine.broker import Broker
 from server.engine.events import Logged, numbered
+from server.engine.pacing import WritePacing
 from server.stores.event_log import EventLog
 
 logger = logging.getLogger("alma.engine")
@@ -19,10 +20,10 @@ class Emitter:
 
     Events wait in a bounded queue and are written in batches: a burst of tokens costs
     one Redis round trip, and a slow log slows the run instead of growing memory. Writes
-    are at least `flush_interval` seconds apart: the first event after a quiet spell (a
-    run's start, an answer's first token) goes at once, and the tokens streaming after it
-    wait for the next write together instead of costing one each. An event emitted
-    `now` (the answer's first token, the run's end) does not wait.
+    are `pacing`'s interval apart (`server/engine/pacing.py`): the first event after a
+    quiet spell (a run's start, an answer's first token) goes at once, and the tokens
+    streaming after it wait for the next write together instead of costing one each. An
+    event emitted `now` (the answer's first token, the run's end) does not wait.
 
     A write that fails (Redis restarting, a Cluster master failing over) is caught up
     later: the run's events the log lacks — those of the failed writes, and any the old
@@ -38,7 +39,7 @@ class Emitter:
         log: EventLog,
         broker: Broker,
         catch_up_seconds: float = 10.0,
-        flush_interval: float = 0.0,
+        pacing: WritePacing | None = None,
     ) -> None:
         self.thread_id = thread_id
         self.next_seq = first_seq
@@ -47,7 +48,7 @@ class Emitter:
         self.storage_error: Exception | None = None
         """Why the log lacks some of the run's events (None: it has them all)."""
         self.catch_up_seconds = catch_up_seconds
-        self.flush_interval = flush_interval
+        self.pacing = pacing or WritePacing()
         self._last_write = float("-inf")
         self._emitted: list[Logged] = []
         self._next_try = 0.0
@@ -88,7 +89,7 @@ class Emitter:
             first = await self._queue.get()
             if first is None:
                 return
-            wait = self._last_write + self.flush_interval - self._loop.time()
+            wait = self._last_write + self.pacing.interval() - self._loop.time()
             if wait > 0 and not self._hurry.done():
                 await asyncio.wait({self._hurry}, timeout=wait)
             if self._hurry.done():

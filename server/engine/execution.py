@@ -28,6 +28,7 @@ from server.engine.coordination import ActiveRun, RunLeases
 from server.engine.emitter import Emitter
 from server.engine.endings import RunEndings
 from server.engine.events import lifecycle, run_end
+from server.engine.pacing import WritePacing
 from server.engine.run import (
     LEASE_LOST_MESSAGE,
     SHUTDOWN_MESSAGE,
@@ -68,7 +69,7 @@ class RunExecution:
         lease_seconds: float,
         spend_tokens: Callable[[str, int], Awaitable[None]] | None,
         draining: Callable[[], bool],
-        flush_interval: float = 0.0,
+        pacing: WritePacing | None = None,
     ) -> None:
         """`draining()` tells whether the process is shutting down (a cancel says so)."""
         self.graph = graph
@@ -81,7 +82,7 @@ class RunExecution:
         self.lease_seconds = lease_seconds
         self.spend_tokens = spend_tokens
         self._draining = draining
-        self.flush_interval = flush_interval
+        self.pacing = pacing or WritePacing()
 
     async def execute(
         self,
@@ -96,7 +97,7 @@ class RunExecution:
         """
         emitter = Emitter(
             thread_id=run.thread_id, first_seq=active.first_seq, log=self.log,
-            broker=self.broker, flush_interval=self.flush_interval,
+            broker=self.broker, pacing=self.pacing,
         )  # fmt: skip
         renewer = asyncio.create_task(self._keep_lease(run, active, asyncio.current_task()))
         observe = self.observability
@@ -104,12 +105,14 @@ class RunExecution:
         config = self._config(run, observer)
         metrics.RUNS_STARTED.inc()
         metrics.RUNS_ACTIVE.inc()
+        self.pacing.active += 1
         try:
             terminal = await self._stream(run, config, context, emitter)
         finally:
             run.winding_down = True
             renewer.cancel()
             metrics.RUNS_ACTIVE.dec()
+            self.pacing.active -= 1
         terminal["params"]["data"].update(
             await account(run, terminal, observer, self.observability.tracing)
         )

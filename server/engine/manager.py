@@ -27,6 +27,7 @@ from server.engine.broker import Broker
 from server.engine.coordination import ActiveRun, Control, RunLeases, Taken
 from server.engine.endings import RunEndings
 from server.engine.execution import RunExecution
+from server.engine.pacing import WritePacing
 from server.engine.run import NO_ACTIVE_RUN, Run, StartRequest, cancel_until_stopped, recorded
 from server.guard.refusals import Refusal, Refused
 from server.guard.validation import describe_invalid
@@ -62,14 +63,14 @@ class RunManager:
         on_start: Callable[[str, str], Awaitable[Mapping[str, Any]]] | None = None,
         on_temporary_end: Callable[[str], Awaitable[None]] | None = None,
         durability: Durability = "exit",
-        flush_interval: float = 0.05,
+        pacing: WritePacing | None = None,
     ) -> None:
         """Run the graph's runs for the process named `owner`.
 
         `queue_size` bounds each subscription's queue in the engine's broker, through
         which every wire format follows a thread's events. `durability` is when a run's
-        steps are saved unless its request says otherwise; `flush_interval` is the least time
-        between two writes of a run's events to the log.
+        steps are saved unless its request says otherwise; `pacing` spaces the writes of runs'
+        events to the log (by default 50 ms apart, with no process-wide cap).
         """
         self.graph = graph
         self.log = log
@@ -100,7 +101,7 @@ class RunManager:
             graph=graph, log=log, broker=self.broker, leases=leases, records=self.records,
             endings=self.endings, observability=self.observability,
             lease_seconds=lease_seconds, spend_tokens=spend_tokens,
-            draining=lambda: self.draining, flush_interval=flush_interval,
+            draining=lambda: self.draining, pacing=pacing or WritePacing(least=0.05),
         )  # fmt: skip
         self.admission = ThreadAdmission(
             leases=leases, endings=self.endings, owner=owner, wait_seconds=wait_seconds,

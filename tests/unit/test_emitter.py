@@ -8,6 +8,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from server.engine.broker import Broker
 from server.engine.emitter import Emitter
 from server.engine.events import Logged, lifecycle
+from server.engine.pacing import WritePacing
 from server.stores.event_log import MemoryEventLog
 
 
@@ -62,7 +63,7 @@ async def test_writes_are_spaced_by_the_flush_interval_but_a_hurried_event_is_no
     log = CountingLog()
     broker = Broker(log=log, queue_size=100, run_origin=lambda _: asyncio.sleep(0, None))
     # An interval longer than the test: only `now` and the close may cut a wait short.
-    emitter = Emitter(thread_id="t", first_seq=1, log=log, broker=broker, flush_interval=60)
+    emitter = Emitter(thread_id="t", first_seq=1, log=log, broker=broker, pacing=WritePacing(60))
     await emitter.emit(event(1))  # after a quiet spell: written at once
     while not log.batches:
         await asyncio.sleep(0)
@@ -77,3 +78,21 @@ async def test_writes_are_spaced_by_the_flush_interval_but_a_hurried_event_is_no
     await emitter.emit(event(7))
     await emitter.close()  # the end is not held either
     assert log.batches == [[1], [2, 3, 4, 5, 6], [7]]
+
+
+async def test_a_busier_process_spaces_a_runs_writes_further() -> None:
+    log = CountingLog()
+    broker = Broker(log=log, queue_size=100, run_origin=lambda _: asyncio.sleep(0, None))
+    # No least interval: alone, every event would be a write of its own.
+    pacing = WritePacing(least=0.0, writes_per_second=1)
+    emitter = Emitter(thread_id="t", first_seq=1, log=log, broker=broker, pacing=pacing)
+    await emitter.emit(event(1))
+    while not log.batches:
+        await asyncio.sleep(0)
+    pacing.active = 3600  # an hour between writes: only the close cuts the wait short
+    for n in range(2, 6):
+        await emitter.emit(event(n))
+        await asyncio.sleep(0)
+    assert log.batches == [[1]]
+    await emitter.close()
+    assert log.batches == [[1], [2, 3, 4, 5]]
