@@ -369,3 +369,18 @@ async def test_the_sync_savers_setup_moves_the_first_layout_too(
         listed = [t.checkpoint["id"] for t in found]
     assert listed == [checkpoint_id for _, checkpoint_id, _ in fixture["checkpoints"]]
     assert await client.exists(*keys) == 0
+
+
+async def test_scripts_redis_has_lost_are_sent_again(client: aioredis.Redis) -> None:
+    """After a restart Redis knows no scripts: EVALSHA fails and the source goes instead."""
+    saver = make_saver(client)
+    [first] = await put_chain(saver, "flushed", 1)
+    await client.script_flush()
+    await saver.aput_writes(config("flushed", "", first), [("a", 1)], "task-1")
+    await client.script_flush()
+    found = await saver.aget_tuple(config("flushed"))
+    assert found is not None and found.checkpoint["id"] == first
+    assert found.pending_writes == [("task-1", "a", 1)]
+    await client.script_flush()
+    [second] = await put_chain(saver, "flushed", 1)
+    assert [t.checkpoint["id"] async for t in saver.alist(config("flushed"))] == [second, first]
