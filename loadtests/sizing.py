@@ -29,7 +29,7 @@ PROMPTS = (
     "Compare quicksort and mergesort for sorting 10M integers",
 )
 KINDS = (
-    ("checkpoints", (":checkpoints:v2", ":order:v2")),
+    ("checkpoints", (":checkpoints:v2", ":order:v2", ":checkpoint-layout")),
     ("checkpoint run index", (":run:",)),
     ("event log", (":events",)),
     ("response cache", (":{cache}:",)),
