@@ -159,6 +159,15 @@ class Settings(ModelSettings, MemorySettings):
         gt=0,
         description="Seconds a WebSocket client has to answer a ping before it is closed.",
     )
+    http_keep_alive_seconds: int = Field(
+        default=75,
+        ge=1,
+        description=(
+            "Seconds an idle HTTP connection is kept open for the client's next request. "
+            "Longer than clients keep theirs (httpx, under the Python SDK: 5 s), so that a "
+            "client never sends a request on a connection the server is closing."
+        ),
+    )
 
     # -- rate limits (per owner; per client address without keys) ---------------------
     limit_connections: int = Field(

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -115,3 +116,10 @@ def test_keygen_makes_a_key_whose_digest_is_what_is_configured(tmp_path: Path) -
 def test_a_malformed_key_entry_is_refused() -> None:
     with pytest.raises(ValueError, match="alma keygen"):
         Settings(api_keys=["alice:plaintext-key"])
+
+
+def test_idle_http_connections_outlive_the_sdks_pool() -> None:
+    # LangGraph's Python SDK keeps idle connections for httpx's default: a server that
+    # closed them sooner, or at the same moment, could meet a request on a closing one.
+    expiry = httpx.Limits().keepalive_expiry
+    assert expiry is not None and Settings(_env_file=None).http_keep_alive_seconds > expiry
