@@ -45,6 +45,8 @@ from server.stores.event_log import EventLog
 from server.stores.run_records import RunRecords
 
 logger = logging.getLogger("alma.engine")
+FAIR_SHARE = 32
+"""Events a run streams before it lets the event loop run other tasks."""
 
 # ALMA streams with LangGraph's v3 events on purpose (the agent protocol is built on
 # them); the notice that they are experimental would repeat on every run's log.
@@ -157,11 +159,17 @@ class RunExecution:
         try:
             await emitter.emit(lifecycle("running", run_id=run.run_id))
             stream = run.request.stream
+            count = 0
             async for event in stream.events(self.graph, run, config, context):
+                count += 1
                 waiting = run.progress.first_token_at is None
                 stream.note(run.progress, event)
                 # The answer's first token is written at once: it is what the user waits on.
                 await emitter.emit(event, now=waiting and run.progress.first_token_at is not None)
+                if count % FAIR_SHARE == 0:
+                    # A model that answers at once (a cache, a fast provider) streams a
+                    # whole answer without yielding: let the loop serve others meanwhile.
+                    await asyncio.sleep(0)
             run.winding_down = True
             values = run.progress.values
             if values is None:  # the wire format did not stream the state: read it

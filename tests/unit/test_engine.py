@@ -1,8 +1,10 @@
 """The run engine in process, over the in-memory stores: no HTTP, no Redis, no subprocess."""
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -273,3 +275,49 @@ async def test_interrupt_and_rollback_stop_the_running_run_then_run(strategy: St
         assert records[first.run_id].status == "interrupted"
     else:
         assert first.run_id not in records
+
+
+class Ticker:
+    """Counts the event loop's turns, to see whether a run lets others run."""
+
+    def __init__(self) -> None:
+        self.turns = 0
+
+    async def tick(self) -> None:
+        while True:
+            await asyncio.sleep(0)
+            self.turns += 1
+
+
+@dataclass(frozen=True)
+class BurstStream:
+    """A wire format whose graph answers at once: many events, never yielding."""
+
+    ticker: Ticker
+    seen: list[int] = field(default_factory=list)
+    queue_when_busy = False
+    mirror_context = False
+
+    async def events(self, graph: Any, run: Run, config: Any, context: Any) -> Any:
+        for n in range(200):
+            self.seen.append(self.ticker.turns)
+            yield {"type": "event", "method": "custom", "params": {"namespace": [], "data": n}}
+        values = {"messages": [], "usage": {"total": 0}}
+        yield {"type": "event", "method": "values", "params": {"namespace": [], "data": values}}
+
+    def note(self, progress: Any, event: dict[str, Any]) -> None:
+        if event["method"] == "values":
+            progress.values = event["params"]["data"]
+
+
+async def test_a_run_that_streams_at_once_lets_other_tasks_run_meanwhile() -> None:
+    ticker = Ticker()
+    burst = BurstStream(ticker)
+    async with engine() as runs:
+        ticking = asyncio.create_task(ticker.tick())
+        run = await runs.start("t-burst", dataclasses.replace(start(), stream=burst))
+        await finished(run)
+        ticking.cancel()
+    assert len(burst.seen) == 200
+    # Other tasks (a WebSocket's handshake, another run) got turns within the burst.
+    assert burst.seen[-1] > burst.seen[0]
