@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -118,9 +118,17 @@ async def execute_replaying(
     old server closed, and redis-py does not send a pipeline again on a fresh one: the
     first batch after every restart would fail.
     """
+    return await _replaying(client, lambda: _execute_once(client, queue, transaction=transaction))
+
+
+async def _replaying(
+    client: redis.asyncio.Redis | AsyncRedisCluster,
+    send: Callable[[], Awaitable[list[Any]]],
+) -> list[Any]:
+    """`send()`, again (up to `BATCH_ATTEMPTS` times) after a dead connection."""
     for attempt in range(BATCH_ATTEMPTS):
         try:
-            return await _execute_once(client, queue, transaction=transaction)
+            return await send()
         except REPLAYABLE:
             if isinstance(client, FailoverSafeRedisCluster):
                 client.forget_layout()  # the slot's master may have changed
@@ -185,21 +193,18 @@ async def send_batch(
     Redis then keeps. Only for idempotent batches, as `execute_replaying`.
     """
     by_source = False
-    attempt = 0
-    while True:
+
+    async def send() -> list[Any]:
+        nonlocal by_source
         try:
             return await _send_async(client, batch, by_source=by_source)
         except NoScriptError:
             if by_source:
                 raise
-            by_source = True
-        except REPLAYABLE:
-            if isinstance(client, FailoverSafeRedisCluster):
-                client.forget_layout()
-            attempt += 1
-            if attempt >= BATCH_ATTEMPTS:
-                raise
-            await asyncio.sleep(replay_delay(attempt - 1))
+            by_source = True  # and for any replay: Redis has lost its scripts
+            return await _send_async(client, batch, by_source=True)
+
+    return await _replaying(client, send)
 
 
 def send_batch_sync(client: redis.Redis | RedisCluster, batch: Batch) -> list[Any]:

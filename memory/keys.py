@@ -9,7 +9,8 @@ by the owner and the key the same way.
 - `<p>:{T}:checkpoints:v2` (hash) and `<p>:{T}:order:v2` (sorted set): the thread's
   checkpoints, channel values and pending writes (layout: `memory/layout.py`);
   `<p>:run:v2:{R}`: the threads run `R` wrote checkpoints to. (The `v2` marks the
-  layout: keys of the first layout, without it, are neither read nor written.)
+  layout: the savers' `setup` moves threads of the first layout, without it, into this
+  one, then notes so in `<p>:checkpoint-layout`.)
 - `<p>:{T}:events` (stream): the thread's numbered events, for replay and resume
 - `<p>:{T}:owner`, `:thread`, `:runs`, `:active`: its owner, record, run records and
   the lease of its running run

@@ -25,9 +25,10 @@ checkpoint is one script of 3 (HGET, ZRANGEBYLEX, HMGET); a task's writes are on
 of 4 or 5 (EXISTS, HSETNX or HMGET + HSET, ZADD).
 
 The first layout (five keys a thread: `order`, `checkpoints`, `blobs`, `writes`,
-`write_index`, and a set a run) is neither read nor written: its keys expire with their
-TTL, and `delete_thread` deletes them too. Only plain data types and Lua are used: no
-modules, so Redis ≥ 6, Valkey and managed Redis all work. No operation scans the keyspace.
+`write_index`, and a set a run) is not read: the savers' `setup` moves its threads into
+this one once per prefix (the only scan of the keyspace), and `delete_thread` deletes
+its keys too. Only plain data types and Lua are used: no modules, so Redis ≥ 6, Valkey
+and managed Redis all work. No other operation scans the keyspace.
 """
 
 from __future__ import annotations
