@@ -37,7 +37,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from graphs.manager import build_manager_graph
 from loadtests.memory_bench import percentile
 from loadtests.processes import Server, StartError, alma_server, redis_target
-from loadtests.sidebyside import model_settings
+from loadtests.sidebyside import is_answer_token, model_settings, new_thread
 from nodes.models import ModelProvider
 from nodes.run_context import RunContext
 from server.agent_protocol.client import open_thread
@@ -83,23 +83,17 @@ async def engine_stream(graph: Any, model_ttft: float) -> float:
     Streamed as the service streams a run: v3 events, the cue-word router, its steps
     saved as the run ends.
     """
-    config = {"configurable": {"thread_id": str(uuid.uuid4())}}
     began = time.perf_counter()
     stream = await graph.astream_events(
-        {"messages": [{"role": "user", "content": PROMPT}]}, config, version="v3",
+        {"messages": [{"role": "user", "content": PROMPT}]}, new_thread(), version="v3",
         context=RunContext(router="heuristic"), durability="exit",
     )  # fmt: skip
     first: float | None = None
     async for event in stream:
         data = event["params"].get("data")
         if isinstance(data, tuple):  # a message event's data comes with its metadata
-            data = data[0]
-        if (
-            first is None
-            and event.get("method") == "messages"
-            and isinstance(data, dict)
-            and data.get("event") == "content-block-delta"
-        ):
+            event = {**event, "params": {**event["params"], "data": data[0]}}
+        if first is None and is_answer_token(event):
             first = time.perf_counter()
     if first is None:
         raise LatencyError("the engine's run streamed no answer token")
