@@ -114,7 +114,11 @@ class RedisRunLeases:
         self.client = client
         self.keys = keys
         self.lease_ms = int(lease * 1000)
+        # Scripts go by their SHA1 (redis-py re-sends the source on NOSCRIPT), not with
+        # their source on every call.
         self._take: Any = client.register_script(_TAKE)
+        self._renew: Any = client.register_script(_RENEW)
+        self._release: Any = client.register_script(_RELEASE)
 
     def key(self, thread_id: str) -> str:
         """The thread's lease, in the slot of its other keys."""
@@ -138,19 +142,15 @@ class RedisRunLeases:
 
     async def renew(self, thread_id: str, run: ActiveRun) -> bool:
         """Extend (or update) our lease; `False` if it was lost."""
-        renewed = await self.client.eval(
-            _RENEW,
-            1,
-            self.key(thread_id),
-            run.run_id,
-            orjson.dumps(asdict(run)),
-            self.lease_ms,
+        renewed = await self._renew(
+            keys=[self.key(thread_id)],
+            args=[run.run_id, orjson.dumps(asdict(run)), self.lease_ms],
         )
         return bool(renewed)
 
     async def release(self, thread_id: str, run_id: str) -> None:
         """Free the thread, if `run_id` still holds it."""
-        await self.client.eval(_RELEASE, 1, self.key(thread_id), run_id)
+        await self._release(keys=[self.key(thread_id)], args=[run_id])
 
     async def holder(self, thread_id: str) -> ActiveRun | None:
         """The thread's active run, if any."""

@@ -58,3 +58,4 @@ def test_one_creative_run_costs_a_bounded_number_of_redis_commands(tmp_path: Pat
     breakdown = sorted(calls.items(), key=lambda item: -item[1])
     assert total <= MOST_COMMANDS, breakdown
     assert calls.get("xadd", 0) >= 1, breakdown  # the run's events were logged, in batches
+    assert "eval" not in calls, breakdown  # scripts go by their SHA1, not their source
