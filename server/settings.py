@@ -159,6 +159,14 @@ class Settings(ModelSettings, MemorySettings):
         gt=0,
         description="Seconds a WebSocket client has to answer a ping before it is closed.",
     )
+    ws_compression: bool = Field(
+        default=False,
+        description=(
+            "Compress WebSocket messages (permessage-deflate) when the client offers it. "
+            "Off by default: a token event is a few hundred bytes, and deflating every "
+            "one costs the server more CPU than it saves on a local or fast network."
+        ),
+    )
     http_keep_alive_seconds: int = Field(
         default=75,
         ge=1,
