@@ -18,7 +18,7 @@ import httpx
 import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
-from langgraph_sdk.errors import ConflictError
+from langgraph_sdk.errors import ConflictError, NotFoundError
 
 from server.agent_protocol.client import open_thread
 from server.guard.auth import new_key
@@ -204,7 +204,14 @@ async def test_cancel_interrupts_or_rolls_back_a_running_run(servers: Pair) -> N
             run = await client.runs.create(thread_id, "manager", input=ANALYTICAL,
                                            context=LONG_ANALYSIS)  # fmt: skip
             await _until_running(client, thread_id, run["run_id"])
-            await client.runs.cancel(thread_id, run["run_id"], action=action)
+            try:
+                await client.runs.cancel(thread_id, run["run_id"], action=action)
+            except NotFoundError as exc:
+                # langgraph dev's worker may delete a rolled-back run before the cancel
+                # request deletes it too, which then answers 404 (seen on a busy machine).
+                # ALMA must not.
+                if client is alma or action != "rollback" or exc.message != "Run not found":
+                    raise AssertionError(f"{server}: cancel ({action}) refused: {exc}") from exc
             if action == "rollback":
                 await _until_gone(client, thread_id, run["run_id"])
             else:
