@@ -138,6 +138,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             # An oversized WebSocket message closes the connection with 1009.
             ws_max_size=settings.max_ws_message_bytes,
             ws_per_message_deflate=settings.ws_compression,
+            loop=settings.event_loop,
             # uvicorn's 5 s equals httpx's: a request sent as the server closed the idle
             # connection failed with a ReadError (seen under load with the SDK).
             timeout_keep_alive=settings.http_keep_alive_seconds,
