@@ -1,0 +1,55 @@
+"""What `alma serve` hands uvicorn, seen in the real server: event loop, WebSocket compression."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from websockets.sync.client import connect
+
+from tests.utils.redis_server import RedisServer
+from tests.utils.service import Service, alma_service
+
+pytestmark = pytest.mark.integration
+
+
+@contextmanager
+def serving(redis: RedisServer, name: str, value: str | None) -> Iterator[Service]:
+    """`alma serve` with setting `name` at `value`, or at its default if `None`."""
+    env = {} if value is None else {name: value}
+    with alma_service(redis.url, prefix="serve-options", env=env) as service:
+        yield service
+
+
+def uvloop_loaded(pid: int) -> bool:
+    """Whether the process has uvloop's compiled loop mapped into its memory."""
+    return "uvloop/loop." in Path(f"/proc/{pid}/maps").read_text()
+
+
+def negotiated(service: Service) -> str | None:
+    """The extensions the server accepted for a client that offers permessage-deflate."""
+    # websockets' client offers permessage-deflate unless told not to, as browsers do.
+    url = service.url.replace("http://", "ws://") + f"/threads/{uuid.uuid4()}/stream/events"
+    with connect(url) as socket:
+        assert socket.response is not None
+        return socket.response.headers.get("Sec-WebSocket-Extensions")
+
+
+@pytest.mark.parametrize(("setting", "uvloop"), [(None, False), ("uvloop", True)])
+def test_the_server_runs_on_the_configured_loop(
+    redis: RedisServer, setting: str | None, uvloop: bool
+) -> None:
+    with serving(redis, "ALMA_EVENT_LOOP", setting) as service:
+        assert uvloop_loaded(service.process.process.pid) is uvloop
+
+
+@pytest.mark.parametrize(("setting", "compressed"), [(None, False), ("true", True)])
+def test_websocket_compression_follows_the_setting(
+    redis: RedisServer, setting: str | None, compressed: bool
+) -> None:
+    with serving(redis, "ALMA_WS_COMPRESSION", setting) as service:
+        extensions = negotiated(service)
+    assert (extensions is not None and "permessage-deflate" in extensions) is compressed
