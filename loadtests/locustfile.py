@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import resource
 import time
 import uuid
 from typing import Any, NoReturn
@@ -25,6 +24,7 @@ from locust import HttpUser, LoadTestShape, User, between, constant, events, tas
 from locust.env import Environment
 from locust.exception import StopUser
 
+from loadtests.processes import raise_descriptor_limit
 from loadtests.ws import ProtocolFailure, RunTiming, ThreadSocket
 
 SCENARIO = os.environ.get("ALMA_LOADTEST_SCENARIO", "smoke")
@@ -51,14 +51,8 @@ ANALYTICAL = [
 FOLLOW_UPS = ["Make it shorter", "Now explain the main idea in one sentence"]
 
 
-def _allow_every_file() -> None:
-    # Every user holds a socket; Locust raises the soft limit only as far as 10,000.
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft != resource.RLIM_INFINITY and soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-_allow_every_file()
+# Every user holds a socket; Locust raises the soft limit only as far as 10,000.
+raise_descriptor_limit(0)
 
 
 def _fire(

@@ -9,6 +9,7 @@ stopped (SIGTERM, then SIGKILL) when the block ends.
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -43,6 +44,31 @@ UNLIMITED = {
 
 class StartError(RuntimeError):
     """A process did not start; the message says which and why."""
+
+
+def raise_descriptor_limit(needed: int) -> int:
+    """Raise this process's soft RLIMIT_NOFILE to its hard limit; the soft limit now.
+
+    The server under test and Locust are children and inherit it (Locust raises its own
+    only as far as 10,000); the locustfile calls it too, for Locust run on its own.
+
+    Raises:
+        StartError: when the hard limit is below `needed`: the load would lose sockets.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    unlimited = resource.RLIM_INFINITY
+    if hard != unlimited and hard < needed:
+        raise StartError(
+            f"this load needs about {needed:,} file descriptors in the server and in Locust; "
+            f"the hard limit (RLIMIT_NOFILE, `ulimit -Hn`) is {hard:,}: raise it, or ask for "
+            "fewer users or idle sockets"
+        )
+    # Linux refuses an unlimited soft limit on descriptors even when the hard one is.
+    target = hard if hard != unlimited else max(soft, needed)
+    if soft != unlimited and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return soft
 
 
 @dataclass

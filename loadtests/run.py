@@ -41,6 +41,7 @@ from loadtests.processes import (
     langgraph_dev,
     model_simulator,
     provider_env,
+    raise_descriptor_limit,
     redis_target,
 )
 from server.settings import Settings
@@ -136,31 +137,6 @@ def descriptors_needed(scenario: Scenario) -> int:
     # Every user holds a socket at each end; an active user's run also holds one of
     # the server's connections to the model.
     return 2 * scenario.users - scenario.idle + FD_HEADROOM
-
-
-def raise_descriptor_limit(needed: int) -> int:
-    """Raise this process's soft RLIMIT_NOFILE to its hard limit; the soft limit now.
-
-    The server under test and Locust are children and inherit it (Locust raises its own
-    only as far as 10,000).
-
-    Raises:
-        StartError: when the hard limit is below `needed`: the load would lose sockets.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    unlimited = resource.RLIM_INFINITY
-    if hard != unlimited and hard < needed:
-        raise StartError(
-            f"this load needs about {needed:,} file descriptors in the server and in Locust; "
-            f"the hard limit (RLIMIT_NOFILE, `ulimit -Hn`) is {hard:,}: raise it, or ask for "
-            "fewer users or idle sockets"
-        )
-    # Linux refuses an unlimited soft limit on descriptors even when the hard one is.
-    target = hard if hard != unlimited else max(soft, needed)
-    if soft != unlimited and soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        soft = target
-    return soft
 
 
 @dataclass

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from loadtests import run
-from loadtests.processes import StartError
+from loadtests.processes import StartError, raise_descriptor_limit
 from loadtests.run import Marks, Resources, Scenario, Summary
 
 
@@ -60,7 +60,7 @@ def _limits(monkeypatch: pytest.MonkeyPatch, soft: int, hard: int) -> list[tuple
 
 def test_the_soft_file_limit_is_raised_to_the_hard_one(monkeypatch: pytest.MonkeyPatch) -> None:
     set_to = _limits(monkeypatch, soft=1_024, hard=65_536)
-    assert run.raise_descriptor_limit(12_000) == 65_536
+    assert raise_descriptor_limit(12_000) == 65_536
     assert set_to == [(65_536, 65_536)]
 
 
@@ -71,7 +71,7 @@ def test_a_hard_file_limit_below_the_load_fails_before_anything_starts(
     needed = run.descriptors_needed(run.connections(10_000, ping=(20.0, 20.0)))
     assert needed > 10_100
     with pytest.raises(StartError, match="hard limit"):
-        run.raise_descriptor_limit(needed)
+        raise_descriptor_limit(needed)
     assert set_to == []
 
 
