@@ -84,15 +84,18 @@ class Server:
         """The process id (the parent, when it has workers)."""
         return self.process.pid
 
-    def usage(self) -> tuple[float, int]:
-        """CPU seconds used so far and resident memory now, with its child processes."""
+    def family(self) -> list[psutil.Process]:
+        """The process and its children (a server's workers), or none once it is gone."""
         try:
             root = psutil.Process(self.pid)
-            family = [root, *root.children(recursive=True)]
+            return [root, *root.children(recursive=True)]
         except psutil.Error:
-            return 0.0, 0
+            return []
+
+    def usage(self) -> tuple[float, int]:
+        """CPU seconds used so far and resident memory now, with its child processes."""
         cpu, rss = 0.0, 0
-        for process in family:
+        for process in self.family():
             try:
                 times = process.cpu_times()
                 cpu += times.user + times.system

@@ -67,6 +67,7 @@ from loadtests.processes import (
     provider_env,
     redis_target,
 )
+from loadtests.stream_connections import ConnectionFigures, measure_connections
 from nodes.models import ModelProvider, ModelSettings
 from nodes.run_context import RunContext
 
@@ -158,6 +159,8 @@ class LevelFigures:
     """Why runs failed, by message."""
     redis_commands_by_name: dict[str, float] = field(default_factory=dict)
     """`redis_commands_per_run` by command, most first."""
+    server_processes: int = 1
+    """Processes of the server (a supervisor and its workers) as the level ended."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,11 +182,15 @@ class Report:
     machine: dict[str, Any]
     command: str
     prompt: str
+    alma_workers: int = 1
+    """Processes of `alma serve` (`--workers`); the server CPU per run is all of theirs."""
     engine: list[EngineFigures] = field(default_factory=list)
     servers: list[LevelFigures] = field(default_factory=list)
     ratios: list[Ratios] = field(default_factory=list)
     alma_single_stream_ttft_p50_ms: dict[Provider, float | None] = field(default_factory=dict)
     """Per provider: with a model that answers at once, the time to first token ALMA adds."""
+    stream_connections: dict[Target, ConnectionFigures] = field(default_factory=dict)
+    """Per server: what opening one event stream costs it (the same on either model)."""
 
 
 # -- the engine, in process -------------------------------------------------------------
@@ -480,6 +487,7 @@ async def measure_level(
         redis_bytes_per_run=(redis_after.bytes - redis_before.bytes) / started,
         errors=dict(tally.errors),
         redis_commands_by_name=redis_after.per_run_since(redis_before, started),
+        server_processes=len(server.family()),
     )
 
 
@@ -531,12 +539,12 @@ def model_for(provider: Provider) -> Iterator[tuple[dict[str, str], Server | Non
 
 
 def serving(
-    target: Target, redis_url: str, env: Mapping[str, str], jobs: int
+    target: Target, redis_url: str, env: Mapping[str, str], args: argparse.Namespace
 ) -> AbstractContextManager[Server]:
     """The server `target` names, on the model `env` gives, until the block ends."""
     if target == "alma":
-        return alma_server(redis_url, env=env)
-    return langgraph_dev(redis_url, env=env, jobs=jobs)
+        return alma_server(redis_url, env=env, workers=args.alma_workers)
+    return langgraph_dev(redis_url, env=env, jobs=args.jobs)
 
 
 def run_provider(
@@ -551,10 +559,17 @@ def run_provider(
             if target not in args.targets:
                 continue
             progress(f"starting {SERVER_NAMES[target]} ({provider})")
-            with serving(target, redis_url, env, jobs=args.jobs) as server:
+            with serving(target, redis_url, env, args) as server:
                 report.servers += asyncio.run(
                     measure_server(target, provider, server, redis_url, args, simulator)
                 )
+                if target not in report.stream_connections:
+                    progress(f"{SERVER_NAMES[target]}: opening {args.runs} event streams")
+                    report.stream_connections[target] = asyncio.run(
+                        measure_connections(
+                            server, lambda: RedisCounters.read(redis_url).commands, args.runs
+                        )
+                    )
 
 
 def ratios(report: Report) -> None:
@@ -615,11 +630,13 @@ def format_engine(figures: Sequence[EngineFigures]) -> list[str]:
     return lines
 
 
-def format_servers(levels: Sequence[LevelFigures]) -> list[str]:
+def format_servers(levels: Sequence[LevelFigures], alma_workers: int = 1) -> list[str]:
     """The servers' rows: one per server, provider and concurrency."""
+    processes = "one process" if alma_workers == 1 else f"{alma_workers} worker processes"
     lines = [
         "servers, each run a fresh thread over langgraph-sdk's v3 thread stream (WebSocket),"
         " closed loop;",
+        f"alma serve runs {processes} (server CPU is all of theirs); langgraph dev runs one;",
         "TTFT from just before run.start to the first answer token at the client:",
         f"  {'provider':<10}  {'server':<13}  {'conc':>4}  {'runs':>5}  {'fail':>4}  "
         f"{'runs/s':>7}  {'TTFT p50':>8}  {'p99 ms':>7}  {'server CPU':>10}  "
@@ -680,6 +697,22 @@ def format_ratios(report: Report) -> list[str]:
     return lines
 
 
+def format_connections(measured: Mapping[Target, ConnectionFigures]) -> list[str]:
+    """Each server's cost of opening one event stream."""
+    lines = [
+        "opening one event stream (WebSocket, subscription.subscribe, close; the SDK opens "
+        "one or two a run), one at a time:",
+        f"  {'server':<13}  {'streams':>7}  {'p50 ms':>7}  {'server CPU ms':>13}  "
+        f"{'Redis cmds':>10}",
+    ]
+    for target, c in measured.items():
+        lines.append(
+            f"  {SERVER_NAMES[target]:<13}  {c.connections:>7}  {c.p50_ms:>7.2f}  "
+            f"{c.server_cpu_ms:>13.2f}  {c.redis_commands:>10.1f}"
+        )
+    return lines
+
+
 def format_failures(levels: Sequence[LevelFigures]) -> list[str]:
     """Every failure, by server, concurrency and reason."""
     lines = []
@@ -702,9 +735,11 @@ def format_report(report: Report) -> str:
     if report.engine:
         sections.append(format_engine(report.engine))
     if report.servers:
-        sections.append(format_servers(report.servers))
+        sections.append(format_servers(report.servers, report.alma_workers))
         sections.append(format_breakdown(report.servers))
         sections.append(format_failures(report.servers))
+    if report.stream_connections:
+        sections.append(format_connections(report.stream_connections))
     if report.ratios:
         sections.append(format_ratios(report))
     for section in sections:
@@ -737,7 +772,8 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument(
         "--runs", type=_positive, default=200,
-        help="runs per concurrency (at least the concurrency), and engine runs each way",
+        help="runs per concurrency (at least the concurrency), engine runs each way, and "
+             "event streams opened on each server",
     )  # fmt: skip
     parser.add_argument(
         "--level-seconds", type=float, default=30.0, metavar="SECONDS",
@@ -751,6 +787,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--targets", nargs="+", choices=TARGETS, default=list(TARGETS),
         help="what to measure: the engine in process, alma serve, langgraph dev",
+    )  # fmt: skip
+    parser.add_argument(
+        "--alma-workers", type=_positive, default=1, metavar="N",
+        help="worker processes of alma serve (its --workers): one process is the cost a "
+             "run adds; more show what the machine serves when the service uses every core",
     )  # fmt: skip
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures")
     return parser
@@ -772,6 +813,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         command=shlex.join(["python", "-m", "loadtests.sidebyside", *arguments]),
         prompt=PROMPT,
+        alma_workers=args.alma_workers,
     )
     try:
         with redis_target(None) as target:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict, deque
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
@@ -19,7 +20,7 @@ from redis.exceptions import ResponseError
 
 from memory.connection import execute_replaying
 from memory.keys import RedisKeys
-from server.engine.events import Logged, run_started
+from server.engine.events import Logged, is_terminal, run_started
 
 ENTRY_EVENTS = 256
 """Most events one stream entry holds: a longer batch is written as several entries.
@@ -29,6 +30,40 @@ model answers at once (a cache hit, a fast local model) writes its answer as one
 """
 _DUPLICATE_ID = "equal or smaller than the target stream top item"
 """Redis's (and Valkey's) refusal of an XADD whose id the stream already has."""
+TAIL_ENTRIES = 16
+"""Entries a subscription reads from the end of a log as it starts: a run's events fill a
+handful of entries, so these usually hold the newest run whole."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogTail:
+    """The newest events of a thread's log, read in one go as a subscription starts."""
+
+    events: list[Logged]
+    """Oldest first."""
+    whole: bool
+    """The log holds nothing older than `events`."""
+
+    @property
+    def last_seq(self) -> int:
+        """The `seq` of the newest event, 0 if none."""
+        return self.events[-1]["seq"] if self.events else 0
+
+    @property
+    def unfinished(self) -> bool:
+        """The newest event is not a run's end: that run may still be running, or be lost."""
+        return bool(self.events) and not is_terminal(self.events[-1])
+
+    def latest_run_start(self) -> int | None:
+        """The `seq` that started the newest run, if these events hold it."""
+        starts = (e["seq"] for e in reversed(self.events) if run_started(e) is not None)
+        return next(starts, None)
+
+    def after(self, seq: int) -> list[Logged] | None:
+        """The events after `seq`, or `None` if some of them are older than these."""
+        if not self.whole and (not self.events or self.events[0]["seq"] > seq + 1):
+            return None
+        return [e for e in self.events if e["seq"] > seq]
 
 
 class EventLog(Protocol):
@@ -48,6 +83,9 @@ class EventLog(Protocol):
 
     async def latest_run_start(self, thread_id: str) -> int | None:
         """The `seq` of the event that started the thread's newest run, if the log has it."""
+
+    async def tail(self, thread_id: str) -> LogTail:
+        """The thread's newest events, in one read."""
 
     async def wait(self, thread_id: str, after: int, timeout: float) -> list[Logged]:
         """Events after `after`, waiting up to `timeout` seconds for the first."""
@@ -158,6 +196,13 @@ class RedisEventLog:
                 return None
             end = f"({_entry_id(entries[-1][0])}"
 
+    async def tail(self, thread_id: str) -> LogTail:
+        """The events of the thread's newest `TAIL_ENTRIES` entries, in one command."""
+        entries: Any = await self.client.xrevrange(
+            self.key(thread_id), "+", "-", count=TAIL_ENTRIES
+        )
+        return LogTail(self._decode(entries[::-1]), whole=len(entries) < TAIL_ENTRIES)
+
     async def wait(self, thread_id: str, after: int, timeout: float) -> list[Logged]:
         """Events after `after`, blocking in Redis up to `timeout` seconds for the first."""
         found: Any = await self.client.xread(
@@ -206,6 +251,10 @@ class MemoryEventLog:
         """The `seq` of the event that started the thread's newest run, if the log has it."""
         starts = (e["seq"] for e in reversed(self._events.get(thread_id, ())) if run_started(e))
         return next(starts, None)
+
+    async def tail(self, thread_id: str) -> LogTail:
+        """The thread's whole log: in memory it costs nothing to read."""
+        return LogTail(list(self._events.get(thread_id, ())), whole=True)
 
     async def wait(self, thread_id: str, after: int, timeout: float) -> list[Logged]:
         """Events after `after`, waiting up to `timeout` seconds for the first."""

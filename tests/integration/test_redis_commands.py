@@ -55,3 +55,30 @@ def test_one_creative_run_costs_a_bounded_number_of_redis_commands(tmp_path: Pat
     assert total <= MOST_COMMANDS, breakdown
     assert calls.get("xadd", 0) >= 1, breakdown  # the run's events were logged, in batches
     assert "eval" not in calls, breakdown  # scripts go by their SHA1, not their source
+
+
+MOST_STREAM_COMMANDS = 9
+"""Commands opening an event stream on a new thread may cost, from the connection to its
+close: 9 measured on 2026-12-03 (12 before a subscription read the end of the thread's
+log once, instead of asking it apart whether the last run ended, where the newest run
+started, where the log ends and what to replay). The SDKs open one or two a run."""
+
+
+def test_opening_an_event_stream_costs_a_bounded_number_of_redis_commands(
+    tmp_path: Path,
+) -> None:
+    subscribe = {"id": 1, "method": "subscription.subscribe",
+                 "params": {"channels": ["lifecycle", "messages"]}}  # fmt: skip
+    with redis_server(tmp_path) as server:
+        settings = Settings(_env_file=None, redis_url=server.url)
+        with LocalClient(create_app(settings)) as client:
+            for thread_id in ("t-warm", "t-counted"):
+                if thread_id == "t-counted":
+                    with redis.Redis(port=server.port) as counter:
+                        counter.config_resetstat()
+                with client.websocket_connect(f"/threads/{thread_id}/stream/events") as socket:
+                    socket.send_json(subscribe)
+                    assert socket.receive_json()["type"] == "success"
+            counted = RedisCounters.read(server.url)
+    breakdown = sorted(counted.by_command.items(), key=lambda item: -item[1])
+    assert counted.commands <= MOST_STREAM_COMMANDS, breakdown

@@ -56,6 +56,8 @@ def test_every_target_is_measured_on_both_models_without_a_failure(
         assert level["runs_per_second"] > 0, key
         assert 0 < level["ttft_p50_ms"] <= level["ttft_p99_ms"], key
         assert level["server_cpu_ms_per_run"] > 0, key
+        if level["target"] == "alma":
+            assert level["server_processes"] == 1, key  # one process unless told otherwise
         # Both servers keep their checkpoints in the one Redis; Redis itself counts them.
         assert level["redis_commands_per_run"] > 0 and level["redis_bytes_per_run"] > 0, key
         by_name = level["redis_commands_by_name"]
@@ -92,3 +94,28 @@ def test_a_server_that_cannot_start_fails_the_command_with_the_reason(
 
     assert status == 1
     assert "redis-server is not on PATH" in capsys.readouterr().err
+
+
+def test_alma_can_be_measured_with_several_worker_processes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report_path = tmp_path / "sidebyside.json"
+    arguments = ["--concurrency", "4", "--runs", "8", "--provider", "simulated"]
+
+    status = main(
+        [*arguments, "--targets", "alma", "--alma-workers", "2", "--json", str(report_path)]
+    )
+
+    output = capsys.readouterr().out
+    assert status == 0, output
+    report = json.loads(report_path.read_text())
+    assert report["alma_workers"] == 2
+    [level] = report["servers"]
+    # Eight fresh threads, each stream's commands and events going to whichever of the
+    # two processes accepted its connection: every run still ends with its answer.
+    assert level["runs"] == 8 and level["failures"] == 0 and level["errors"] == {}
+    # uvicorn's supervisor and the two workers (and multiprocessing's resource tracker);
+    # one process alone with the default of one.
+    assert level["server_processes"] >= 3
+    assert level["server_cpu_ms_per_run"] > 0
+    assert "alma serve runs 2 worker processes" in output
