@@ -106,6 +106,8 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from server.web.nodelay import NoDelayHttpToolsProtocol
+
     workers = args.workers or settings.workers
     if args.verbose:
         os.environ["ALMA_LOG_LEVEL"] = "debug"  # the workers read their settings anew
@@ -139,6 +141,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             ws_max_size=settings.max_ws_message_bytes,
             ws_per_message_deflate=settings.ws_compression,
             loop=settings.event_loop,
+            # Every connection without Nagle's algorithm, on one process or several.
+            http=NoDelayHttpToolsProtocol,
             # uvicorn's 5 s equals httpx's: a request sent as the server closed the idle
             # connection failed with a ReadError (seen under load with the SDK).
             timeout_keep_alive=settings.http_keep_alive_seconds,

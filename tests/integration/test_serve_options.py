@@ -1,12 +1,16 @@
-"""What `alma serve` hands uvicorn, seen in the real server: event loop, WebSocket compression."""
+"""What `alma serve` hands uvicorn, seen in the real server: event loop, WebSocket compression,
+sockets without Nagle's algorithm."""
 
 from __future__ import annotations
 
+import statistics
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 from websockets.sync.client import connect
 
@@ -53,3 +57,18 @@ def test_websocket_compression_follows_the_setting(
     with serving(redis, "ALMA_WS_COMPRESSION", setting) as service:
         extensions = negotiated(service)
     assert (extensions is not None and "permessage-deflate" in extensions) is compressed
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_keep_alive_requests_do_not_wait_on_delayed_acks(redis: RedisServer, workers: str) -> None:
+    # With Nagle's algorithm on, a response's second small write waits for the client's
+    # ACK of the first, which Linux delays 40 ms: every request on a kept-alive connection
+    # took 44 ms with two workers (their listening socket comes from uvicorn, and asyncio
+    # turns Nagle off only on sockets that say they are TCP), 1 ms with one.
+    with serving(redis, "ALMA_WORKERS", workers) as service, httpx.Client() as client:
+        took = []
+        for _ in range(21):  # the first request opens the connection; the rest reuse it
+            began = time.perf_counter()
+            assert client.get(f"{service.url}/health").is_success
+            took.append(time.perf_counter() - began)
+    assert statistics.median(took[1:]) < 0.02, [round(t * 1000, 1) for t in took]
