@@ -5,7 +5,8 @@ asyncio turns Nagle off (`TCP_NODELAY`) only on sockets that say they are TCP. W
 connection its workers accept inherits that: a response's second small write (a body
 after its headers, the next WebSocket frame) then waits for the client's ACK of the
 first, which Linux delays 40 ms. One process is not affected (asyncio binds its socket).
-uvicorn issue #3149; until its fix is released, ALMA sets the option on each connection.
+uvicorn#3149 (https://github.com/Kludex/uvicorn/issues/3149); until a release fixes it,
+ALMA sets the option on each connection.
 """
 
 from __future__ import annotations
