@@ -249,8 +249,7 @@ class MemoryEventLog:
 
     async def latest_run_start(self, thread_id: str) -> int | None:
         """The `seq` of the event that started the thread's newest run, if the log has it."""
-        starts = (e["seq"] for e in reversed(self._events.get(thread_id, ())) if run_started(e))
-        return next(starts, None)
+        return (await self.tail(thread_id)).latest_run_start()
 
     async def tail(self, thread_id: str) -> LogTail:
         """The thread's whole log: in memory it costs nothing to read."""
