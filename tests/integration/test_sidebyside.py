@@ -76,6 +76,15 @@ def test_every_target_is_measured_on_both_models_without_a_failure(
     for provider in PROVIDERS:
         assert single[provider] == levels["alma", provider, 1]["ttft_p50_ms"]
 
+    # Opening an event stream, measured once per server: ALMA's cost it in Redis (a
+    # connection slot, the thread's owner and lease, the end of its log).
+    opened = report["stream_connections"]
+    assert set(opened) == set(SERVERS)
+    for target, figures in opened.items():
+        assert figures["connections"] == 2 and figures["p50_ms"] > 0, target
+    assert opened["alma"]["redis_commands"] > 0
+    assert "opening one event stream" in output
+
     rows = [match.groupdict() for match in map(ROW.match, output.splitlines()) if match]
     printed = {(r["server"], r["provider"], int(r["concurrency"])) for r in rows}
     assert printed == {(SERVERS[t], p, c) for t, p, c in levels}
