@@ -82,7 +82,12 @@ class Settings(ModelSettings, MemorySettings):
 
     host: str = Field(default="127.0.0.1", description="Address `alma serve` listens on.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port `alma serve` listens on.")
-    workers: int = Field(default=1, ge=1, le=64, description="Uvicorn worker processes.")
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Uvicorn worker processes; more than one needs Redis (they share it).",
+    )
     forwarded_allow_ips: CommaList = Field(
         default_factory=lambda: ["127.0.0.1"],
         description="Comma-separated addresses (or networks) of load balancers whose "

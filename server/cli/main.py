@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from websockets.exceptions import InvalidHandshake, InvalidURI
 
 from graphs.interface import ROUTE_NODES
+from memory.connection import redact_url, sync_client
 from memory.factory import RedisUnavailableError
 from nodes.errors import AlmaError
 from nodes.run_context import RunContext
@@ -109,6 +110,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from server.web.nodelay import NoDelayHttpToolsProtocol
 
     workers = args.workers or settings.workers
+    if workers > 1:
+        _shared_memory_for_workers(settings)
     if args.verbose:
         os.environ["ALMA_LOG_LEVEL"] = "debug"  # the workers read their settings anew
     if args.host:
@@ -148,6 +151,34 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             timeout_keep_alive=settings.http_keep_alive_seconds,
         )
     return 0
+
+
+def _shared_memory_for_workers(settings: Settings) -> None:
+    """Make sure several workers share one Redis, as they must, or refuse to start them.
+
+    A worker falls back to process memory when Redis is not configured or not reachable:
+    alone that is a working server, but among several each would keep its own threads,
+    runs and limits, and a client would find its thread on one worker and not the next.
+
+    Raises:
+        RedisUnavailableError: no Redis configured, or none answering at its URL.
+    """
+    if settings.redis_url is None:
+        raise RedisUnavailableError(
+            "several workers share threads, runs and limits through Redis, and "
+            "ALMA_REDIS_URL is empty: set it, or serve with one worker"
+        )
+    url = str(settings.redis_url)
+    try:
+        with sync_client(url, cluster=settings.redis_cluster) as client:
+            client.ping()
+    except (RedisError, OSError) as exc:
+        raise RedisUnavailableError(
+            f"several workers share threads, runs and limits through Redis, and Redis at "
+            f"{redact_url(url)} cannot be used ({exc}): start it, or serve with one worker"
+        ) from exc
+    # The workers read their settings anew: none may fall back to memory later either.
+    os.environ["ALMA_REDIS_REQUIRED"] = "true"
 
 
 @contextlib.contextmanager

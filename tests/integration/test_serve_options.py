@@ -3,7 +3,10 @@ sockets without Nagle's algorithm."""
 
 from __future__ import annotations
 
+import os
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,6 +17,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
+from tests.utils.processes import free_port
 from tests.utils.redis_server import RedisServer
 from tests.utils.service import Service, alma_service
 
@@ -72,3 +76,20 @@ def test_keep_alive_requests_do_not_wait_on_delayed_acks(redis: RedisServer, wor
             assert client.get(f"{service.url}/health").is_success
             took.append(time.perf_counter() - began)
     assert statistics.median(took[1:]) < 0.02, [round(t * 1000, 1) for t in took]
+
+
+@pytest.mark.parametrize(
+    ("redis_url", "why"),
+    [("", "ALMA_REDIS_URL is empty"), ("redis://127.0.0.1:{port}/0", "cannot be used")],
+)
+def test_several_workers_refuse_to_start_without_a_redis_to_share(redis_url: str, why: str) -> None:
+    # Each would keep its own threads in memory: a thread made on one worker was not
+    # found (404) on the other, request by request.
+    env = {**os.environ, "ALMA_REDIS_URL": redis_url.format(port=free_port())}
+    command = [sys.executable, "-m", "server.cli", "serve", "--port", str(free_port())]
+    done = subprocess.run(
+        [*command, "--workers", "2"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2, done.stderr
+    assert "several workers share threads, runs and limits through Redis" in done.stderr
+    assert why in done.stderr
