@@ -180,21 +180,27 @@ class Broker:
         topic.subscriptions.add(subscription)
         try:
             origin = await self._run_origin(thread_id)
-            # One read of the log's end answers the rest as a rule: whether the last run
-            # ended, where the newest run started, and what to replay.
-            recent = await self.log.tail(thread_id)
-            if origin is None and recent.unfinished and self._on_orphan is not None:
-                # No run holds the thread and its last run never ended (its process
-                # died): end it now, so this subscriber replays an ending, not silence.
-                await self._on_orphan(thread_id)
-                recent = await self.log.tail(thread_id)
             after = params.since
-            if after is None:
-                first = origin[0] if origin else recent.latest_run_start()
-                if first is None and not recent.whole:
-                    first = await self.log.latest_run_start(thread_id)  # a longer run
-                after = first - 1 if first else recent.last_seq
-            replayed = recent.after(after)
+            replayed: list[Logged] | None = None
+            if origin is None:
+                # One read of the log's end answers the rest as a rule: whether the last
+                # run ended, where the newest run started, and what to replay.
+                recent = await self.log.tail(thread_id)
+                if recent.unfinished and self._on_orphan is not None:
+                    # No run holds the thread and its last run never ended (its process
+                    # died): end it now, so this subscriber replays an ending, not silence.
+                    await self._on_orphan(thread_id)
+                    recent = await self.log.tail(thread_id)
+                if after is None:
+                    first = recent.latest_run_start()
+                    if first is None and not recent.whole:
+                        first = await self.log.latest_run_start(thread_id)  # a longer run
+                    after = first - 1 if first else recent.last_seq
+                replayed = recent.after(after)
+            elif after is None:
+                # A run holds the thread: its events are all there is to replay, and
+                # reading from its start skips decoding the runs before it.
+                after = origin[0] - 1
             if replayed is None:
                 replayed = await self._read_all(thread_id, after)
             if origin and not origin[1]:

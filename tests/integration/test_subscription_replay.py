@@ -102,3 +102,22 @@ async def test_a_run_left_unfinished_is_ended_before_the_replay_which_shows_its_
         assert replayed[-1]["params"]["data"]["event"] == "failed"
     finally:
         await client.aclose()
+
+
+async def test_a_thread_with_a_run_holding_it_replays_that_run_from_its_start(
+    redis: RedisServer,
+) -> None:
+    client, log = await log_of(redis)
+    try:
+        before = await write_run(log, "t", 1, 5, ended=True)
+        last = await write_run(log, "t", before + 1, 3, ended=False)
+
+        async def running_here(thread_id: str) -> tuple[int, bool]:
+            return before + 1, True  # the run's first seq, and it runs on this process
+
+        broker = Broker(log=log, queue_size=1000, run_origin=running_here)
+        subscription = await broker.subscribe("t", SubscribeParams(channels=CHANNELS))
+
+        assert [e["seq"] for e in queued(subscription)] == list(range(before + 1, last + 1))
+    finally:
+        await client.aclose()
