@@ -22,6 +22,9 @@ from tests.utils.tcp_proxy import tcp_proxy
 pytestmark = pytest.mark.e2e
 
 CREATIVE = "Write a haiku about rivers"
+# Long enough (about 110 tokens) that a test sees it mid-stream and can act on it there;
+# a haiku is a dozen tokens, over before a loaded browser's next check.
+STORY = "Tell me a short story about rivers"
 ANALYTICAL = "Compare Redis and PostgreSQL for a job queue, step by step"
 
 
@@ -62,7 +65,7 @@ def test_creative_and_analytical_answers_stream_with_route_progress_and_figures(
     page.goto(fast.url)
     expect(page.locator("#simulated")).to_be_visible()
 
-    send(page, CREATIVE)
+    send(page, STORY)
     wait_streaming(page)
     creative = page.locator(".turn.assistant").last
     expect(creative).to_have_attribute("data-state", "completed")
@@ -113,7 +116,7 @@ def test_model_output_is_text_never_markup(page: Page, fast: Service) -> None:
 
 def test_stop_keeps_the_text_so_far(page: Page, slow: Service) -> None:
     page.goto(slow.url)
-    send(page, CREATIVE, route="creative")
+    send(page, STORY, route="creative")
     wait_streaming(page)
     page.get_by_role("button", name="Stop").click()
     answer = page.locator(".turn.assistant").last
