@@ -8,6 +8,7 @@ from typing import Any, Literal
 from langgraph.cache.base import BaseCache
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.store.base import BaseStore
 from langgraph.types import Checkpointer
 
 from graphs.analytical import build_analytical_graph
@@ -45,6 +46,7 @@ def build_manager_graph(
     *,
     provider: ModelProvider,
     checkpointer: Checkpointer = None,
+    store: BaseStore | None = None,
     cache: BaseCache[Any] | None = None,
     cache_ttl: int | None = None,
 ) -> CompiledStateGraph[State, RunContext, InputState, State]:
@@ -54,6 +56,8 @@ def build_manager_graph(
         provider: The models every node calls, handed in rather than looked up.
         checkpointer: Where threads are kept; `None` for LangGraph Studio, which brings
             its own.
+        store: Long-term memory the nodes reach as `Runtime.store`; `None` for LangGraph
+            Studio, which brings its own.
         cache: Where deterministic nodes' answers are cached; `None` for no caching.
         cache_ttl: Seconds a cached answer is kept.
     """
@@ -83,4 +87,4 @@ def build_manager_graph(
     builder.add_conditional_edges("consult_router", route_by_decision)
     builder.add_edge("creative", END)
     builder.add_edge("analytical", END)
-    return builder.compile(name="manager", checkpointer=checkpointer, cache=cache)
+    return builder.compile(name="manager", checkpointer=checkpointer, store=store, cache=cache)

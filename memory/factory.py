@@ -14,6 +14,8 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.store.base import BaseStore
+from langgraph.store.memory import InMemoryStore
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
@@ -37,6 +39,8 @@ class Memory:
     """Where the graph keeps threads and cached answers, and how to describe it."""
 
     checkpointer: BaseCheckpointSaver[Any]
+    store: BaseStore
+    """Long-term memory across threads (LangGraph's store), beside the checkpointer."""
     cache: BaseCache[Any] | None
     cache_ttl: int | None
     description: str
@@ -101,6 +105,7 @@ async def open_memory(settings: MemorySettings) -> AsyncIterator[Memory]:
     )
     memory = Memory(
         checkpointer=saver,
+        store=InMemoryStore(),
         cache=cache,
         cache_ttl=settings.cache_ttl or None,
         description=f"Redis at {redact_url(url)} ({ttl})",
@@ -122,6 +127,7 @@ def _in_process(reason: str, cache_ttl: int = 0) -> Memory:
     )
     return Memory(
         checkpointer=ProcessMemorySaver(),
+        store=InMemoryStore(),
         cache=InMemoryCache() if cache_ttl else None,
         cache_ttl=cache_ttl or None,
         description=f"process memory ({reason})",
@@ -136,3 +142,10 @@ async def open_checkpointer(
     """Just the checkpointer: the factory `langgraph.json` names for `langgraph dev`."""
     async with open_memory(settings or MemorySettings()) as memory:
         yield memory.checkpointer
+
+
+@asynccontextmanager
+async def open_store(settings: MemorySettings | None = None) -> AsyncIterator[BaseStore]:
+    """Just the store: the factory `langgraph.json` names for `langgraph dev`."""
+    async with open_memory(settings or MemorySettings()) as memory:
+        yield memory.store

@@ -130,6 +130,7 @@ def service_graph(
     return build_manager_graph(
         provider=provider,
         checkpointer=stamp_thread(time_checkpointer(saver)) if saver else None,
+        store=memory.store,
         cache=memory.cache,
         cache_ttl=memory.cache_ttl,
     )
