@@ -26,6 +26,7 @@ from memory.connection import UnsupportedRedisError, async_client, redact_url
 from memory.keys import RedisKeys
 from memory.process import ProcessMemorySaver
 from memory.settings import MemorySettings
+from memory.store import RedisStore
 
 logger = logging.getLogger("alma.memory")
 
@@ -105,7 +106,14 @@ async def open_memory(settings: MemorySettings) -> AsyncIterator[Memory]:
     )
     memory = Memory(
         checkpointer=saver,
-        store=InMemoryStore(),
+        store=RedisStore(
+            client,
+            keys=RedisKeys(settings.redis_prefix),
+            ttl={
+                "default_ttl": settings.store_ttl / 60 if settings.store_ttl else None,
+                "refresh_on_read": settings.store_ttl_refresh_on_read,
+            },
+        ),
         cache=cache,
         cache_ttl=settings.cache_ttl or None,
         description=f"Redis at {redact_url(url)} ({ttl})",

@@ -18,6 +18,11 @@ by the owner and the key the same way.
 - `<p>:connections:{K}`: a key's open connections; `<p>:limits…`: rate-limit windows
 - `<p>:{cache}:…`: cached node answers; `<p>:control`: the pub/sub channel of cancels
   and run starts between processes
+- `<p>:store:{N}:i:<key>`, `:keys`, `:meta`: the long-term memory store's items of
+  namespace `N` and their order; `<p>:{store}:namespaces`, `:namespace-info`,
+  `:namespace-seq`: its index of namespaces (layout: `memory/store.py`)
+- `<p>:{crons}:records`, `:due`, `:owner:<O>`: crons, when each next ticks, and an
+  owner's crons (one slot, so a tick is claimed by one script: `server/stores/crons.py`)
 """
 
 from __future__ import annotations
@@ -41,6 +46,18 @@ class ThreadKeys:
     def all(self) -> tuple[str, str]:
         """Every key, in the order the layout's scripts expect them."""
         return (self.data, self.index)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreNamespaceKeys:
+    """The Redis keys of one namespace of the store (`memory/store.py`)."""
+
+    keys: str
+    """Sorted set: the namespace's item keys, in the order they were first put."""
+    meta: str
+    """Hash: the namespace's counters (`seq` of its keys, `gen` of its comings into being)."""
+    items: str
+    """The prefix of its items' keys (hashes), each followed by the item's key."""
 
 
 @dataclass(frozen=True)
@@ -131,3 +148,37 @@ class RedisKeys:
     def control(self) -> str:
         """The channel processes tell each other of cancels and run starts on."""
         return f"{self.prefix}:control"
+
+    def store_namespace(self, tag: str) -> StoreNamespaceKeys:
+        """The keys of one store namespace, by its hash tag (no braces in it)."""
+        base = f"{self.prefix}:store:{{{tag}}}"
+        return StoreNamespaceKeys(keys=f"{base}:keys", meta=f"{base}:meta", items=f"{base}:i:")
+
+    @property
+    def store_index(self) -> str:
+        """Sorted set: every store namespace holding items, by name."""
+        return f"{self.prefix}:{{store}}:namespaces"
+
+    @property
+    def store_index_info(self) -> str:
+        """Hash: each indexed store namespace's place and generation (`seq gen`)."""
+        return f"{self.prefix}:{{store}}:namespace-info"
+
+    @property
+    def store_index_seq(self) -> str:
+        """The counter that places store namespaces in the order they came into being."""
+        return f"{self.prefix}:{{store}}:namespace-seq"
+
+    @property
+    def cron_records(self) -> str:
+        """Every cron's record, by id."""
+        return f"{self.prefix}:{{crons}}:records"
+
+    @property
+    def cron_due(self) -> str:
+        """Every cron that will tick again, scored by its next tick (epoch ms)."""
+        return f"{self.prefix}:{{crons}}:due"
+
+    def owner_crons(self, owner: str) -> str:
+        """An owner's crons (in the crons' slot, not the owner's: one script claims)."""
+        return f"{self.prefix}:{{crons}}:owner:{owner}"

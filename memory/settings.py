@@ -61,6 +61,16 @@ class MemorySettings(BaseSettings):
         description="Seconds to cache answers of deterministic model nodes; 0 turns caching off.",
     )
 
+    store_ttl: int = Field(
+        default=0,
+        ge=0,
+        description="Seconds a long-term memory (store) item is kept after its last write; "
+        "0 keeps it forever.",
+    )
+    store_ttl_refresh_on_read: bool = Field(
+        default=True, description="Reading a store item also restarts its time-to-live."
+    )
+
     @field_validator("redis_url", "checkpoint_encryption_key", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:

@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
+from server import mcp
 from server.guard.storage_outage import storage_unavailable
 from server.observability.logs import configure_logging
 from server.services import open_services
@@ -27,10 +28,13 @@ from server.web.middleware import (
 )
 from server.web.routes import (
     assistants,
+    bulk,
+    crons,
     docs,
     health,
     page,
     runs,
+    store,
     stream,
     thread_state,
     threads,
@@ -82,9 +86,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _add_middleware(app, settings)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(RedisError, storage_unavailable)
-    for module in (health, assistants, threads, thread_state, runs, stream, page, docs):
+    # `bulk` before `threads`: `POST /threads/prune` is not a thread's id.
+    # `crons` before `runs`: `/runs/crons` and `/threads/{id}/runs/crons` are not runs.
+    routers = (health, assistants, bulk, threads, thread_state, crons, runs, stream, store,
+               page, docs)  # fmt: skip
+    for module in routers:
         app.include_router(module.router)
     app.mount("/static", page.static_files(), name="static")
+    mcp.mount(app)
     return app
 
 

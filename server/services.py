@@ -31,6 +31,7 @@ from server.engine.coordination import (
     RedisRunLeases,
     RunLeases,
 )
+from server.engine.cron_scheduler import CronScheduler
 from server.engine.pacing import WritePacing
 from server.guard.auth import KeyRing
 from server.guard.limits import RateLimits
@@ -40,11 +41,15 @@ from server.observability.pricing import PriceTable
 from server.observability.tracing import Tracing
 from server.settings import Settings
 from server.stores.checkpoint_metadata import stamp_thread
+from server.stores.crons import Crons, open_crons
 from server.stores.event_log import EventLog, MemoryEventLog, RedisEventLog
 from server.stores.owners import ThreadOwners
 from server.stores.run_records import MemoryRunRecords, RedisRunRecords, RunRecords
 from server.stores.thread_records import Threads, open_threads
 from server.stores.timed_checkpointer import time_checkpointer
+from server.webhooks.delivery import WebhookSender
+from server.webhooks.policy import WebhookPolicy
+from server.webhooks.run_end import RunWebhooks
 
 logger = logging.getLogger("alma.server")
 
@@ -72,6 +77,11 @@ class Services:
     instance: str
     observability: Observability
     sampler: ResourceSampler
+    crons: Crons
+    cron_scheduler: CronScheduler
+    """Starts crons' runs; woken when a cron is created or changed here."""
+    webhooks: WebhookSender
+    """Checks runs' webhook URLs and calls them when the runs end."""
     started: float = field(default_factory=time.time)
     connections: set[Any] = field(default_factory=set)
 
@@ -170,6 +180,7 @@ def _engine(
     threads: Threads,
     limits: RateLimits,
     observability: Observability,
+    webhooks: RunWebhooks,
 ) -> RunManager:
     return RunManager(
         graph=graph,
@@ -190,6 +201,19 @@ def _engine(
         records=stores.run_records,
         on_temporary_end=partial(_forget, memory, stores.run_records, threads),
         on_start=threads.run_created,
+        on_end=webhooks.run_ended,
+    )
+
+
+def _webhooks(settings: Settings) -> WebhookSender:
+    policy = WebhookPolicy.of(
+        settings.webhook_allowed_hosts, allow_private=settings.webhook_allow_private
+    )
+    return WebhookSender(
+        policy,
+        timeout=settings.webhook_timeout_seconds,
+        attempts=settings.webhook_attempts,
+        backoff=settings.webhook_backoff_seconds,
     )
 
 
@@ -228,8 +252,18 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         threads = open_threads(memory.redis, keys=memory.keys, ttl=settings.ttl_seconds)
         limits = _limits(settings, memory)
         observability = _observability(settings)
-        runs = _engine(settings, memory, graph, stores, threads, limits, observability)
+        webhooks = _webhooks(settings)
+        runs = _engine(
+            settings, memory, graph, stores, threads, limits, observability,
+            RunWebhooks(webhooks, graph),
+        )  # fmt: skip
         sampler = await _sampler(memory, settings)
+        starter = _starter(settings, runs, threads, limits)
+        crons = open_crons(memory.redis, keys=memory.keys)
+        scheduler = CronScheduler(
+            crons=crons, starter=starter, poll_seconds=settings.cron_poll_seconds
+        )
+        ticking = asyncio.create_task(scheduler.run())
         tasks = [
             asyncio.create_task(stores.control.listen(runs.on_control)),
             asyncio.create_task(sampler.run()),
@@ -239,13 +273,19 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 settings=settings, provider=provider, memory=memory, graph=graph,
                 log=stores.log, broker=runs.broker, leases=stores.leases,
                 control=stores.control, runs=runs,
-                starter=_starter(settings, runs, threads, limits),
+                starter=starter,
                 run_records=stores.run_records, keys=KeyRing(settings.key_owners()),
                 owners=threads.owners, threads=threads, limits=limits, instance=runs.owner,
-                observability=observability, sampler=sampler,
+                observability=observability, sampler=sampler, crons=crons,
+                cron_scheduler=scheduler, webhooks=webhooks,
             )  # fmt: skip
         finally:
+            # No cron starts a run while the runs drain (the other processes tick on).
+            ticking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticking
             await runs.shutdown(settings.shutdown_grace_seconds)
+            await webhooks.aclose(settings.shutdown_grace_seconds)
             await runs.broker.close()
             await limits.aclose()
             for task in tasks:

@@ -79,6 +79,33 @@ class Settings(ModelSettings, MemorySettings):
         "ALMA_CORS_ORIGINS, so a page served over https (LangGraph Studio at "
         "https://smith.langchain.com) may call ALMA on localhost or a private address.",
     )
+    webhook_allowed_hosts: CommaList = Field(
+        default_factory=list,
+        description="Hosts a run's `webhook` may call when it ends: names "
+        "(`hooks.example.com`), patterns (`*.example.com`) or addresses. None by default: "
+        "webhooks are refused. Loopback, link-local and other special addresses are called "
+        "only when listed as the address itself (`127.0.0.1`); see docs/security.md.",
+    )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Let allowed webhook hosts resolve to private-network addresses "
+        "(10/8, 172.16/12, 192.168/16, fc00::/7); off, they must resolve to public ones.",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="Most seconds one webhook call may take."
+    )
+    webhook_attempts: int = Field(
+        default=4,
+        ge=1,
+        le=20,
+        description="Most calls of a webhook that fails (no answer, a 5xx or 429 answer).",
+    )
+    webhook_backoff_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="Seconds before a webhook's second call; each later wait doubles.",
+    )
 
     host: str = Field(default="127.0.0.1", description="Address `alma serve` listens on.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port `alma serve` listens on.")
@@ -208,6 +235,19 @@ class Settings(ModelSettings, MemorySettings):
         le=1000,
         description="Threads one owner may hold; creating or copying one more is refused.",
     )
+    max_crons_per_owner: int = Field(
+        default=100,
+        ge=1,
+        le=10000,
+        description="Crons one owner may hold; creating one more is refused.",
+    )
+    cron_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="The longest a process's cron scheduler waits before looking for due "
+        "crons; a cron created or changed in another process is seen within it.",
+    )
     limit_tokens: int = Field(
         default=200_000, ge=1, description="Model tokens (prompt + completion) per window."
     )
@@ -308,6 +348,7 @@ class Settings(ModelSettings, MemorySettings):
         "forwarded_allow_ips",
         "open_endpoints",
         "allowed_hosts",
+        "webhook_allowed_hosts",
         mode="before",
     )
     @classmethod

@@ -62,6 +62,7 @@ class RunManager:
         records: RunRecords | None = None,
         on_start: Callable[[str, str], Awaitable[Mapping[str, Any]]] | None = None,
         on_temporary_end: Callable[[str], Awaitable[None]] | None = None,
+        on_end: Callable[[Run], Awaitable[None]] | None = None,
         durability: Durability = "exit",
         pacing: WritePacing | None = None,
     ) -> None:
@@ -94,6 +95,9 @@ class RunManager:
         the thread's metadata, which the run's metadata starts from."""
         self._on_temporary_end = on_temporary_end
         """Deletes a stateless run's thread when the run has ended."""
+        self._on_end = on_end
+        """Told of every run that executed here once it has ended (its webhook), before
+        a stateless run's thread is deleted."""
         self.runs: dict[str, Run] = {}
         self.draining = False
         self.endings = RunEndings(log=log, broker=self.broker, records=self.records, leases=leases)
@@ -270,6 +274,11 @@ class RunManager:
             with contextlib.suppress(RedisError, OSError):
                 await self.leases.release(run.thread_id, run.run_id)
             self.admission.held.discard(run.run_id)
+        if self._on_end is not None:
+            try:
+                await self._on_end(run)
+            except Exception:
+                logger.exception("could not act on the end of run %s", run.run_id)
         if run.request.temporary and self._on_temporary_end is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self._on_temporary_end(run.thread_id)

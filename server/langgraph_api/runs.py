@@ -7,19 +7,29 @@ a `StartRequest`, as the agent protocol's `run.start` does its own.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from langgraph.types import Durability
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from server.engine import StartRequest
 from server.guard.auth import Principal
 from server.guard.refusals import Refusal, Refused
 from server.langgraph_api.assistants import resolve_assistant
+from server.langgraph_api.run_config import RunOrigin
 from server.langgraph_api.stream_modes import API_MODES
 from server.langgraph_api.streaming import ApiStream
 
 _Modes = str | list[str]
+
+
+_ChannelWrite = Annotated[
+    tuple[str, Any],
+    # The same pair, described without `prefixItems`: Schemathesis cannot build bodies
+    # for it inside an array of runs (`POST /runs/batch`).
+    WithJsonSchema({"type": "array", "minItems": 2, "maxItems": 2, "items": {},
+                    "description": "A `[channel, value]` pair."}),
+]  # fmt: skip
 
 
 class RunCommand(BaseModel):
@@ -30,7 +40,7 @@ class RunCommand(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    update: dict[str, Any] | list[tuple[str, Any]] | None = None
+    update: dict[str, Any] | list[_ChannelWrite] | None = None
     resume: Any = None
     goto: str | list[str] | None = None
 
@@ -90,14 +100,16 @@ def start_request(
     thread_id: str | None,
     *,
     modes: tuple[str, ...] | None = None,
+    origin: RunOrigin | None = None,
 ) -> StartRequest:
     """`body` as the engine's start request, on `thread_id` (None: a new thread).
 
-    `modes` overrides the body's stream modes (a `/wait` run needs only `values`).
+    `modes` overrides the body's stream modes (a `/wait` run needs only `values`);
+    `origin` is the HTTP request that asks for the run.
 
     Raises:
-        Refused: `INVALID` for an unknown assistant, or a webhook or a delayed start,
-            which this server does not offer.
+        Refused: `INVALID` for an unknown assistant, or a delayed start, which this
+            server does not offer. (A webhook is checked by the route, against policy.)
     """
     if resolve_assistant(body.assistant_id) is None:
         raise Refused(
@@ -105,8 +117,8 @@ def start_request(
             f"Invalid assistant: {body.assistant_id!r}. Must be either:\n"
             "- A valid assistant UUID, or\n- One of the registered graphs: manager",
         )
-    if body.webhook or body.after_seconds:
-        raise Refused(Refusal.INVALID, "webhook and after_seconds are not supported by this server")
+    if body.after_seconds:
+        raise Refused(Refusal.INVALID, "after_seconds is not supported by this server")
     temporary = thread_id is None and body.on_completion != "keep"
     checkpoint = dict(body.checkpoint or {})
     if body.checkpoint_id:
@@ -116,6 +128,7 @@ def start_request(
         subgraphs=body.stream_subgraphs,
         interrupt_before=body.interrupt_before,
         interrupt_after=body.interrupt_after,
+        origin=origin or RunOrigin(),
     )
     kwargs = body.model_dump(
         include={"input", "command", "context", "interrupt_before", "interrupt_after", "webhook"}

@@ -21,6 +21,7 @@ from nodes.run_context import RunContext
 from server.engine.events import PreEncoded
 from server.engine.progress import RunProgress
 from server.engine.run import Run
+from server.langgraph_api.run_config import RunOrigin, langgraph_config
 from server.langgraph_api.stream_modes import api_events, api_json
 
 
@@ -32,6 +33,8 @@ class ApiStream:
     subgraphs: bool = False
     interrupt_before: list[str] | Literal["*"] | None = None
     interrupt_after: list[str] | Literal["*"] | None = None
+    origin: RunOrigin = RunOrigin()
+    """The request that created the run, named in its configuration."""
 
     queue_when_busy = True
     mirror_context = True
@@ -43,8 +46,12 @@ class ApiStream:
         config: RunnableConfig,
         context: RunContext,
     ) -> AsyncIterator[dict[str, Any]]:
-        """`metadata`, then the graph's chunks in the modes asked for."""
+        """`metadata`, then the graph's chunks in the modes asked for.
+
+        The graph runs with LangGraph's server keys in its configuration (`run_config`).
+        """
         yield api_event("metadata", {"run_id": run.run_id, "attempt": 1})
+        config = langgraph_config(config, run.request.owner, self.origin)
         command = run.request.command
         graph_input = Command(**command) if command else run.request.input
         async for name, data in api_events(

@@ -96,6 +96,16 @@ async def test_wait_join_state_history_and_stateless_runs_agree(servers: Pair) -
     assert ours["joined_text"].startswith("## Answer")
 
 
+async def test_history_and_events_carry_the_threads_metadata_alike(servers: Pair) -> None:
+    ours, theirs = await both(servers, "history-metadata")
+    assert ours == theirs
+    assert ours["created"] == "pending"
+    assert ours["of_the_team"] == ours["of_the_asker"] == ours["history"] > 0
+    assert ours["of_another_team"] == 0
+    for keys in (ours["checkpoint_keys"], ours["event_keys"]):
+        assert {"team", "run_attempt", "langgraph_version", "langgraph_api_version"} <= set(keys)
+
+
 async def test_cancel_and_multitask_strategies_agree(servers: Pair) -> None:
     ours, theirs = await both(servers, "cancel-multitask")
     assert ours == theirs == {"rejected": 409, "runs": 2, "cancelled": "interrupted",
@@ -108,3 +118,37 @@ async def test_thread_streams_agree_over_both_transports(servers: Pair, transpor
     assert ours == theirs
     assert ours["events"][0] == "lifecycle:running"
     assert ours["text"].count("\n") == 2  # the haiku, token by token
+
+
+async def test_the_store_answers_alike(servers: Pair) -> None:
+    ours, theirs = await both(servers, "store")
+    assert ours == theirs
+    assert ours["listed"] == [["docs"], ["users"]] and ours["suffixed"] == [["users", "u2"]]
+    assert ours["missing"] is None and ours["after_delete"] is None
+    assert ours["empty_namespace"] == 400
+
+
+async def test_crons_are_created_found_updated_and_deleted_alike(servers: Pair) -> None:
+    ours, theirs = await both(servers, "crons")
+    assert ours == theirs == {
+        "found": [[True, False], [False, True]], "of_thread": [True], "counted": 2,
+        "enabled_after_update": False, "kept": "keep", "after_delete": 0, "deleted_again": 404,
+    }  # fmt: skip
+
+
+async def test_batch_runs_bulk_cancel_and_prune_agree(servers: Pair) -> None:
+    ours, theirs = await both(servers, "bulk")
+    assert ours == theirs == {
+        "batch": ["pending", "pending"], "cancelled": ["interrupted", "interrupted"],
+        "again": 404, "pruned": {"pruned_count": 1}, "gone": 404,
+    }  # fmt: skip
+
+
+async def test_a_thread_join_stream_follows_a_run_and_resumes_alike(servers: Pair) -> None:
+    ours, theirs = await both(servers, "join-stream")
+    assert ours == theirs
+    assert ours["events"] == [
+        "metadata", "values", "updates", "values", "updates", "values", "metadata",
+    ]  # fmt: skip
+    assert ours["resumed"] == ours["events"][1:]
+    assert ours["started"] and ours["ended"]

@@ -176,14 +176,193 @@ async function threadStream(transport) {
   }
 }
 
+/** A thread made with metadata: its history filtered by it, and its events' metadata keys. */
+async function historyMetadata() {
+  const thread = await newThread({ team: "x" });
+  const run = await client.runs.create(thread, "manager", {
+    input: HAIKU, context: CREATIVE, metadata: { asked_by: "ada" },
+  });
+  await client.runs.join(thread, run.run_id);
+  const all = await client.threads.getHistory(thread, { limit: 100 });
+  const team = await client.threads.getHistory(thread, { limit: 100, metadata: { team: "x" } });
+  const asker = await client.threads.getHistory(thread, {
+    limit: 100, metadata: { asked_by: "ada" },
+  });
+  const other = await client.threads.getHistory(thread, { limit: 100, metadata: { team: "y" } });
+  const keys = new Set();
+  for await (const part of client.runs.stream(thread, "manager", {
+    input: HAIKU, context: CREATIVE, streamMode: ["messages-tuple", "events"],
+  })) {
+    const data = part.data;
+    const metadata = part.event === "events" ? data?.metadata
+      : Array.isArray(data) ? data[1] : null;
+    for (const key of Object.keys(metadata ?? {})) keys.add(key);
+  }
+  return {
+    facts: {
+      created: run.status, history: all.length, of_the_team: team.length,
+      of_the_asker: asker.length, of_another_team: other.length,
+      checkpoint_keys: [...new Set(team.flatMap((s) => Object.keys(s.metadata)))].sort(),
+      event_keys: [...keys].sort(),
+    },
+    raw: { run, team: team.slice(0, 1) },
+  };
+}
+
+/** The store: items put, read, searched, listed and deleted under a root of this run's own. */
+async function store() {
+  const root = `js${Math.random().toString(36).slice(2, 10)}`;
+  const local = (namespace) => namespace.slice(1);
+  await client.store.putItem([root, "users", "u1"], "profile", { name: "u1", age: 30 });
+  await client.store.putItem([root, "users", "u2"], "profile", { name: "u2", age: 41 });
+  await client.store.putItem([root, "docs"], "d1", { body: "hello" }, { index: false });
+  const got = await client.store.getItem([root, "users", "u1"], "profile", { refreshTtl: true });
+  const missing = await client.store.getItem([root, "users", "u1"], "nope");
+  const searched = await client.store.searchItems([root, "users"], {
+    filter: { age: { $gte: 35 } },
+  });
+  const paged = await client.store.searchItems([root], { limit: 1, offset: 1 });
+  const listed = await client.store.listNamespaces({ prefix: [root], maxDepth: 2 });
+  const suffixed = await client.store.listNamespaces({ prefix: [root], suffix: ["u2"] });
+  await client.store.deleteItem([root, "users", "u2"], "profile");
+  return {
+    facts: {
+      got: [local(got.namespace), got.key, got.value], missing,
+      searched: searched.items.map((item) => [local(item.namespace), item.key, item.value]),
+      paged: paged.items.map((item) => [local(item.namespace), item.key]),
+      listed: listed.namespaces.map(local), suffixed: suffixed.namespaces.map(local),
+      after_delete: await client.store.getItem([root, "users", "u2"], "profile"),
+      empty_namespace: await statusOf(client.store.putItem([], "k", {})),
+    },
+    raw: { got, searched, paged, listed },
+  };
+}
+
+/** Crons, stateless and on a thread: searched, counted, updated, deleted (by a tag of their own). */
+async function crons() {
+  const tag = { run: Math.random().toString(36).slice(2, 10) };
+  const thread = await newThread();
+  const yearly = { schedule: "0 0 1 1 *", input: HAIKU, metadata: tag };
+  const stateless = await client.crons.create("manager", { ...yearly, onRunCompleted: "keep" });
+  const onThread = await client.crons.createForThread(thread, "manager", yearly);
+  const found = await client.crons.search({ metadata: tag, sortBy: "created_at", sortOrder: "asc" });
+  const ofThread = await client.crons.search({ threadId: thread });
+  const counted = await client.crons.count({ metadata: tag });
+  const updated = await client.crons.update(stateless.cron_id, { enabled: false });
+  await client.crons.delete(stateless.cron_id);
+  await client.crons.delete(onThread.cron_id);
+  return {
+    facts: {
+      found: found.map((c) => [c.cron_id === stateless.cron_id, c.thread_id === thread]),
+      of_thread: ofThread.map((c) => c.cron_id === onThread.cron_id),
+      counted, enabled_after_update: updated.enabled,
+      kept: stateless.on_run_completed, after_delete: await client.crons.count({ metadata: tag }),
+      deleted_again: await statusOf(client.crons.delete(onThread.cron_id)),
+    },
+    raw: { stateless, onThread, found, updated },
+  };
+}
+
+/** Batch runs, bulk cancel and prune: the bulk routes as the SDK calls them. */
+async function bulk() {
+  const batch = await client.runs.createBatch([
+    // Kept, so that joining a run that has already ended still finds its thread.
+    { assistantId: "manager", input: HAIKU, context: CREATIVE, on_completion: "keep" },
+    { assistantId: "manager", input: HAIKU, context: CREATIVE, on_completion: "keep" },
+  ]);
+  for (const run of batch) await client.runs.join(run.thread_id, run.run_id);
+  const thread = await newThread();
+  const long = { router: "heuristic", max_plan_steps: 6 };
+  const first = await client.runs.create(thread, "manager", { input: ANALYTICAL, context: long });
+  const queued = await client.runs.create(thread, "manager", {
+    input: HAIKU, context: CREATIVE, multitaskStrategy: "enqueue",
+  });
+  await client.runs.cancelMany({ threadId: thread, runIds: [first.run_id, queued.run_id] });
+  for (const run of [first, queued]) await client.runs.join(thread, run.run_id);
+  const runs = await client.runs.list(thread);
+  const again = await statusOf(client.runs.cancelMany({ threadId: thread, runIds: [first.run_id] }));
+  const pruned = await client.threads.prune([thread]);
+  return {
+    facts: {
+      batch: batch.map((run) => run.status), cancelled: runs.map((run) => run.status),
+      again, pruned, gone: await statusOf(client.threads.get(thread)),
+    },
+    raw: { batch, pruned },
+  };
+}
+
+/**
+ * A thread's join stream while a run goes: its events, and the same run again after the
+ * run's first event with `lastEventId`.
+ */
+async function joinStream() {
+  const thread = await newThread();
+  // The stream follows the thread once the server has answered it: a run started before
+  // could begin before it. The SDK has no hook for that answer; its fetch can say.
+  let answered;
+  const opened = new Promise((resolve) => { answered = resolve; });
+  const watching = new Client({
+    apiUrl: url,
+    callerOptions: {
+      fetch: async (...args) => {
+        const response = await fetch(...args);
+        answered();
+        return response;
+      },
+    },
+  });
+  // The server holds a join stream open: aborting it is what ends the connection.
+  const watched = new AbortController();
+  const parts = watching.threads.joinStream(thread, { signal: watched.signal })[
+    Symbol.asyncIterator
+  ]();
+  const first = parts.next();
+  await opened;
+  const run = await client.runs.create(thread, "manager", {
+    input: HAIKU, context: CREATIVE, streamMode: ["values", "updates"], streamResumable: true,
+  });
+  const seen = [];
+  for (let next = await first; !next.done; next = await parts.next()) {
+    seen.push(next.value);
+    if (next.value.event === "metadata" && next.value.data.status === "run_done") break;
+  }
+  watched.abort();
+  const resumed = [];
+  const again = new AbortController();
+  const options = { lastEventId: seen[0].id, signal: again.signal };
+  for await (const part of client.threads.joinStream(thread, options)) {
+    resumed.push(part.event);
+    if (part.event === "metadata" && part.data.status === "run_done") break;
+  }
+  again.abort();
+  const raw = {};
+  for (const part of seen) raw[part.event] ??= part.data;
+  const values = seen.filter((part) => part.event === "values");
+  return {
+    facts: {
+      events: sequence(seen.map((part) => part.event)),
+      resumed: sequence(resumed),
+      started: seen[0].data.run_id === run.run_id,
+      ended: seen[seen.length - 1].data.run_id === run.run_id,
+      text: lastText(values[values.length - 1].data),
+    },
+    raw,
+  };
+}
+
 const SCENARIOS = {
   assistants,
   threads,
   "stream-modes": streamModes,
   "wait-join-state": waitJoinAndState,
+  "history-metadata": historyMetadata,
   "cancel-multitask": cancelAndMultitask,
   "thread-stream-websocket": () => threadStream("websocket"),
   "thread-stream-sse": () => threadStream("sse"),
+  store,
+  crons,
+  bulk,
+  "join-stream": joinStream,
 };
 
 const run = SCENARIOS[scenario];

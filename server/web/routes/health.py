@@ -106,7 +106,7 @@ class ServerFlags(BaseModel):
     """What LangGraph's server API features this server has (LangGraph's `/info` flags)."""
 
     assistants: bool = True
-    crons: bool = False
+    crons: bool = True
     langsmith: bool
     """Runs are traced to LangSmith."""
     langsmith_tracing_replicas: bool = False

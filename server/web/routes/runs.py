@@ -15,12 +15,22 @@ import dataclasses
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, HTTPException, Query, Response, status
+from fastapi import (
+    APIRouter,
+    Depends,
+    Header,
+    HTTPException,
+    Query,
+    Request,
+    Response,
+    status,
+)
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from server.engine.events import dumps
 from server.guard.auth import Principal
 from server.guard.refusals import Refused
+from server.langgraph_api.run_config import RunOrigin
 from server.langgraph_api.run_events import (
     join_modes,
     outcome,
@@ -39,6 +49,7 @@ from server.web.deps import (
     require_own_thread,
 )
 from server.web.sse import HEADERS, with_heartbeats
+from server.webhooks.requests import check_run_webhook
 
 router = APIRouter(tags=["runs"])
 
@@ -49,6 +60,14 @@ _REFUSED: dict[int | str, dict[str, Any]] = {
     429: {"description": "Over the caller's run limit; see `Retry-After`."},
 }
 _MISSING: dict[int | str, dict[str, Any]] = {404: {"description": "No such thread or run."}}
+
+
+async def _origin(request: Request) -> RunOrigin:
+    # A coroutine, so that FastAPI reads it on the event loop, not in a worker thread.
+    return RunOrigin.of(request)
+
+
+OriginDep = Annotated[RunOrigin, Depends(_origin)]
 
 
 def _links(record: RunRecord, *, stream: bool = False) -> dict[str, str]:
@@ -69,6 +88,7 @@ async def _start(
     principal: Principal,
     thread_id: str | None,
     body: RunCreate,
+    origin: RunOrigin,
     *,
     modes: tuple[str, ...] | None = None,
 ) -> RunRecord:
@@ -76,8 +96,9 @@ async def _start(
 
     A copy: the engine goes on updating its own as the run proceeds.
     """
+    await check_run_webhook(services.webhooks, body.webhook)
     try:
-        request = start_request(body, principal, thread_id, modes=modes)
+        request = start_request(body, principal, thread_id, modes=modes, origin=origin)
         run = await services.starter.start(request)
     except Refused as exc:
         raise http_refusal(exc) from exc
@@ -144,68 +165,87 @@ def _waiting(services: Services, record: RunRecord, *, cancel_on_disconnect: boo
     )
 
 
+def _created(record: RunRecord) -> JSONResponse:
+    # The run as it was created, `pending`, as LangGraph's server answers: it is
+    # picked up (`running`) once its thread is free, which a later GET shows.
+    created = dataclasses.replace(record, status="pending")
+    return JSONResponse(created.public(), headers=_links(record))
+
+
 # -- routes --------------------------------------------------------------------------------
 
 
 @router.post("/threads/{thread_id}/runs", responses=_REFUSED)
 async def create_run(
-    thread_id: ThreadId, body: RunCreate, services: ServicesDep, principal: PrincipalDep
+    thread_id: ThreadId,
+    body: RunCreate,
+    services: ServicesDep,
+    principal: PrincipalDep,
+    origin: OriginDep,
 ) -> JSONResponse:
     """Start a run in the background; poll it, join it or stream it later."""
-    record = await _start(services, principal, thread_id, body)
-    return JSONResponse(record.public(), headers=_links(record))
+    record = await _start(services, principal, thread_id, body, origin)
+    return _created(record)
 
 
 @router.post(
     "/threads/{thread_id}/runs/stream", response_class=StreamingResponse, responses=_REFUSED
 )
 async def stream_run(
-    thread_id: ThreadId, body: RunCreate, services: ServicesDep, principal: PrincipalDep
+    thread_id: ThreadId,
+    body: RunCreate,
+    services: ServicesDep,
+    principal: PrincipalDep,
+    origin: OriginDep,
 ) -> StreamingResponse:
     """Start a run and stream it as Server-Sent Events in the modes asked for."""
-    record = await _start(services, principal, thread_id, body)
+    record = await _start(services, principal, thread_id, body, origin)
     frames = sse_frames(services, record, stream_start(record), None)
     return _sse(services, record, frames, cancel_on_disconnect=body.on_disconnect == "cancel")
 
 
 @router.post("/threads/{thread_id}/runs/wait", responses=_REFUSED)
 async def wait_run(
-    thread_id: ThreadId, body: RunCreate, services: ServicesDep, principal: PrincipalDep
+    thread_id: ThreadId,
+    body: RunCreate,
+    services: ServicesDep,
+    principal: PrincipalDep,
+    origin: OriginDep,
 ) -> Response:
     """Start a run and answer with its final values (or `__error__`) when it ends."""
-    record = await _start(services, principal, thread_id, body, modes=("values",))
+    record = await _start(services, principal, thread_id, body, origin, modes=("values",))
     return _waiting(services, record, cancel_on_disconnect=body.on_disconnect == "cancel")
 
 
 @router.post("/runs/stream", response_class=StreamingResponse, responses=_REFUSED)
 async def stream_stateless_run(
-    body: RunCreate, services: ServicesDep, principal: PrincipalDep
+    body: RunCreate, services: ServicesDep, principal: PrincipalDep, origin: OriginDep
 ) -> StreamingResponse:
     """A run on a new thread, streamed; the thread goes when the run ends.
 
     `on_completion: keep` keeps it.
     """
-    record = await _start(services, principal, None, body)
+    record = await _start(services, principal, None, body, origin)
     frames = sse_frames(services, record, 0, None)
     return _sse(services, record, frames, cancel_on_disconnect=body.on_disconnect == "cancel")
 
 
 @router.post("/runs/wait", responses=_REFUSED)
 async def wait_stateless_run(
-    body: RunCreate, services: ServicesDep, principal: PrincipalDep
+    body: RunCreate, services: ServicesDep, principal: PrincipalDep, origin: OriginDep
 ) -> Response:
     """A run on a new, temporary thread; its final values when it ends."""
-    record = await _start(services, principal, None, body, modes=("values",))
+    record = await _start(services, principal, None, body, origin, modes=("values",))
     return _waiting(services, record, cancel_on_disconnect=body.on_disconnect == "cancel")
 
 
 @router.post("/runs", responses=_REFUSED)
 async def create_stateless_run(
-    body: RunCreate, services: ServicesDep, principal: PrincipalDep
+    body: RunCreate, services: ServicesDep, principal: PrincipalDep, origin: OriginDep
 ) -> JSONResponse:
     """A background run on a new, temporary thread."""
-    record = await _start(services, principal, None, body)
-    return JSONResponse(record.public(), headers=_links(record))
+    record = await _start(services, principal, None, body, origin)
+    return _created(record)
 
 
 @router.get("/threads/{thread_id}/runs", responses=_MISSING)

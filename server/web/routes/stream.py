@@ -1,15 +1,28 @@
-"""The streaming protocol's endpoints, on the paths `langgraph-sdk` thread streams use."""
+"""The streaming protocol's endpoints, on the paths `langgraph-sdk` thread streams use.
+
+Beside them, LangGraph's thread join stream (`GET /threads/{id}/stream`), which follows
+a thread's runs the same way: through the broker, from the thread's log.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Response, WebSocket, WebSocketDisconnect
+from fastapi import (
+    APIRouter,
+    Header,
+    HTTPException,
+    Query,
+    Response,
+    WebSocket,
+    WebSocketDisconnect,
+    status,
+)
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from redis.exceptions import RedisError
@@ -17,7 +30,7 @@ from starlette.websockets import WebSocketState
 
 from server.agent_protocol.commands import Connection, close_connection, execute, owned_events
 from server.agent_protocol.messages import Command, CommandAnswer, SubscribeParams, failure
-from server.engine.broker import SlowConsumerError
+from server.engine.broker import SlowConsumerError, Subscription
 from server.engine.events import dumps
 from server.guard.auth import (
     SUBPROTOCOL,
@@ -29,16 +42,25 @@ from server.guard.auth import (
 from server.guard.limits import Verdict
 from server.guard.storage_outage import close_for_outage
 from server.guard.validation import describe_invalid
+from server.langgraph_api.run_events import seq_of_event_id
+from server.langgraph_api.thread_stream import (
+    UnknownStreamMode,
+    thread_frames,
+    thread_start,
+    thread_stream_modes,
+)
 from server.observability.logs import bind
 from server.observability.metrics import MESSAGES_SENT, SLOW_CONSUMERS, SSE_OPEN, WEBSOCKETS_OPEN
 from server.services import Services
 from server.web.deps import (
+    NO_THREAD,
     PrincipalDep,
     ServicesDep,
     ThreadId,
     WsServicesDep,
     client_address,
     origin_allowed,
+    require_own_thread,
 )
 from server.web.sse import HEADERS, frame, with_heartbeats
 
@@ -96,6 +118,45 @@ async def stream_events(
     whether another owner has taken the id.
     """
     mine = await services.owners.owner_of(thread_id) == principal.owner
+    subscriptions: list[Subscription] = []
+
+    async def open_frames() -> AsyncIterator[bytes]:
+        # Subscribed before the response starts, so nothing emitted after the client sees
+        # the headers can be missed.
+        subscription = await services.broker.subscribe(thread_id, params)
+        subscriptions.append(subscription)
+        return frames(subscription)
+
+    sent = MESSAGES_SENT.labels("sse")
+
+    async def frames(subscription: Subscription) -> AsyncIterator[bytes]:
+        try:
+            async for event in owned_events(services, subscription, principal.owner, owned=mine):
+                sent.inc()
+                yield frame(event["method"], event.raw, str(event["seq"]))
+        except SlowConsumerError as exc:
+            SLOW_CONSUMERS.inc()
+            notice = failure(None, "unknown_error", str(exc)) | {"since": exc.last_seq}
+            yield frame("error", dumps(notice))
+
+    def unsubscribe() -> None:
+        for subscription in subscriptions:
+            services.broker.unsubscribe(subscription)
+
+    return await _event_stream(services, principal, open_frames, unsubscribe)
+
+
+async def _event_stream(
+    services: Services,
+    principal: Principal,
+    open_frames: Callable[[], Awaitable[AsyncIterator[bytes]]],
+    on_close: Callable[[], None] | None = None,
+) -> Response:
+    """An SSE response that holds one of the caller's connection slots while it lasts.
+
+    `open_frames` runs before the response starts (where a stream must begin is settled
+    then); a refused slot is a 429 and opens nothing.
+    """
     slot = f"sse-{uuid.uuid4().hex}"
     verdict = await services.limits.open_connection(principal.limit_key, slot)
     if not verdict.allowed:
@@ -104,42 +165,65 @@ async def stream_events(
             status_code=429,
             headers=verdict.headers(),
         )
-    # Subscribed before the response starts, so nothing emitted after the client sees
-    # the headers can be missed.
     try:
-        subscription = await services.broker.subscribe(thread_id, params)
+        frames = await open_frames()
     except BaseException:
         await services.limits.close_connection(principal.limit_key, slot)
         raise
-    heartbeat = services.settings.sse_heartbeat_seconds
-
-    sent = MESSAGES_SENT.labels("sse")
-
-    async def frames() -> AsyncIterator[bytes]:
-        events = owned_events(services, subscription, principal.owner, owned=mine)
-        async for event in events:
-            sent.inc()
-            yield frame(event["method"], event.raw, str(event["seq"]))
 
     async def body() -> AsyncIterator[bytes]:
         SSE_OPEN.inc()
         try:
-            async for chunk in with_heartbeats(frames(), heartbeat):
+            async for chunk in with_heartbeats(frames, services.settings.sse_heartbeat_seconds):
                 yield chunk
-        except SlowConsumerError as exc:
-            SLOW_CONSUMERS.inc()
-            notice = failure(None, "unknown_error", str(exc)) | {"since": exc.last_seq}
-            yield frame("error", dumps(notice))
         finally:
             SSE_OPEN.dec()
-            services.broker.unsubscribe(subscription)
+            if on_close is not None:
+                on_close()
             await services.limits.close_connection(principal.limit_key, slot)
 
     return StreamingResponse(
-        body(),
-        media_type="text/event-stream",
-        headers={**HEADERS, **verdict.headers()},
+        body(), media_type="text/event-stream", headers={**HEADERS, **verdict.headers()}
     )
+
+
+@router.get(
+    "/{thread_id}/stream",
+    response_class=StreamingResponse,
+    responses=NO_THREAD
+    | {
+        422: {"description": "A stream mode other than run_modes, lifecycle, state_update."},
+        429: {"description": "Too many connections open at once."},
+    },
+)
+async def join_thread_stream(
+    thread_id: ThreadId,
+    services: ServicesDep,
+    principal: PrincipalDep,
+    stream_modes: Annotated[str | None, Query(description="Modes, comma-separated.")] = None,
+    stream_mode: Annotated[list[str] | None, Query(description="The SDKs' name.")] = None,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> Response:
+    """The thread's runs as LangGraph's server streams them, one after another, held open.
+
+    From now on; with `Last-Event-ID`, from right after that event. Each run's events
+    come in the modes it asked for, and `metadata` `{"status": "run_done"}` as it ends.
+    """
+    await require_own_thread(services, thread_id, principal.owner)
+    try:
+        modes = thread_stream_modes(
+            [*([stream_modes] if stream_modes else []), *(stream_mode or [])]
+        )
+    except UnknownStreamMode as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+
+    async def open_frames() -> AsyncIterator[bytes]:
+        # Where it starts is settled before the response does: whatever a run emits once
+        # the client has the headers comes after it.
+        since = await thread_start(services, thread_id, seq_of_event_id(last_event_id or None))
+        return thread_frames(services, thread_id, since, modes)
+
+    return await _event_stream(services, principal, open_frames)
 
 
 @router.websocket("/{thread_id}/stream/events")

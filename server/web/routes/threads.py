@@ -219,6 +219,11 @@ async def delete_thread(
 ) -> None:
     """Delete the thread: its checkpoints, runs, event log and record; a run on it stops."""
     await owned_thread(services, thread_id, principal.owner)
+    await erase_thread(services, thread_id)
+
+
+async def erase_thread(services: Services, thread_id: str) -> None:
+    """Stop the thread's runs, then delete all of it (`POST /threads/prune` too)."""
     await _stop_runs(services, thread_id)
     await forget_thread(services, thread_id)
     await services.log.delete(thread_id)
