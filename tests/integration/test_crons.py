@@ -97,6 +97,28 @@ async def test_crons_answer_as_langgraph_dev(alma: Service, dev_url: str) -> Non
         assert updated["metadata"] == {"team": "a"}
 
 
+async def _crons_left_by_deleting_their_thread(client: LangGraphClient) -> list[int]:
+    """How many crons are there before and after their thread is deleted, and whether
+    the thread's own cron is still found."""
+    thread_id = (await client.threads.create())["thread_id"]
+    await client.crons.create_for_thread(thread_id, "manager", schedule=RARE, input=HELLO)
+    other = await client.crons.create("manager", schedule=RARE, input=HELLO)
+    before = await client.crons.count()
+    await client.threads.delete(thread_id)
+    after = await client.crons.count()
+    found = len(await client.crons.search(thread_id=thread_id))
+    await client.crons.delete(other["cron_id"])
+    return [before, after, found]
+
+
+async def test_deleting_a_thread_deletes_its_crons_as_langgraph_dev(
+    alma: Service, dev_url: str
+) -> None:
+    ours = await _crons_left_by_deleting_their_thread(get_client(url=alma.url))
+    theirs = await _crons_left_by_deleting_their_thread(get_client(url=dev_url))
+    assert ours == theirs == [2, 1, 0]
+
+
 async def test_bad_requests_are_refused_as_langgraph_dev(alma: Service, dev_url: str) -> None:
     bodies = {
         "schedule": {"assistant_id": "manager", "schedule": "every day"},

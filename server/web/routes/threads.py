@@ -223,8 +223,17 @@ async def delete_thread(
 
 
 async def erase_thread(services: Services, thread_id: str) -> None:
-    """Stop the thread's runs, then delete all of it (`POST /threads/prune` too)."""
+    """Stop the thread's runs, then delete all of it (`POST /threads/prune` too).
+
+    Its crons go with it, as on LangGraph's server: they would only tick into a thread
+    that is gone.
+    """
+    owner = await services.owners.owner_of(thread_id)
     await _stop_runs(services, thread_id)
+    if owner is not None:
+        for cron in await services.crons.of_owner(owner):
+            if cron.record.thread_id == thread_id:
+                await services.crons.delete(cron.record)
     await forget_thread(services, thread_id)
     await services.log.delete(thread_id)
 
