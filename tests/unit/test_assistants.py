@@ -37,7 +37,8 @@ def test_xray_is_read_as_langgraph_reads_it() -> None:
     assert [parse_xray(v) for v in ("", "false", "False", "true", "True", "1", "3")] == [
         False, False, False, True, True, 1, 3,
     ]  # fmt: skip
-    for refused in ("0", "-1", "yes", "TRUE"):
+    # Digits Python reads as digits but not as a number (²), or as one only in Unicode (٣).
+    for refused in ("0", "-1", "yes", "TRUE", "²", "٣"):
         with pytest.raises(HTTPException) as error:
             parse_xray(refused)
         assert error.value.status_code == 422

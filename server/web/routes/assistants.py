@@ -127,7 +127,7 @@ def parse_xray(value: str) -> bool | int:
         return False
     if value in ("true", "True"):
         return True
-    if value.isdigit() and int(value) >= 1:
+    if value.isascii() and value.isdigit() and int(value) >= 1:
         return int(value)
     raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "Invalid xray value")
 
