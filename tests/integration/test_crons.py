@@ -107,7 +107,7 @@ async def _crons_left_by_deleting_their_thread(client: LangGraphClient) -> list[
     await client.threads.delete(thread_id)
     after = await client.crons.count()
     found = len(await client.crons.search(thread_id=thread_id))
-    await client.crons.delete(other["cron_id"])
+    await client.crons.delete(as_json(other)["cron_id"])
     return [before, after, found]
 
 
