@@ -47,6 +47,8 @@ _DESCRIPTIONS = {
     "languages, prompt injections that try to force a route, and conversational turns.",
     "memory": "Conversations whose last turn depends on a fact from an earlier one.",
     "analytical": "Requests whose answer must have a plan, each step, and a synthesis.",
+    "crossthread": "A fact told in one thread, asked for in a fresh thread of the same "
+    "owner, again after the owner deleted their memories, and by another owner.",
 }
 
 

@@ -63,6 +63,34 @@ def answer_recall(outputs: dict[str, Any], reference_outputs: dict[str, Any]) ->
     return {"key": "answer_recall", "score": sum(f.lower() in answer for f in facts) / len(facts)}
 
 
+def _mentions(text: str, facts: list[str]) -> float:
+    return sum(fact.lower() in text.lower() for fact in facts) / len(facts)
+
+
+def memory_recall(outputs: dict[str, Any], reference_outputs: dict[str, Any]) -> Score:
+    """Share of the facts told in another thread that a fresh thread's answer uses.
+
+    Only an answer that says it remembered (a "Remembered:" line) scores.
+    """
+    answer = outputs["answer"]
+    told = "remembered:" in answer.lower()
+    return {"key": "memory_recall", "score": _mentions(answer, reference_outputs["facts"]) * told}
+
+
+def forgotten_after_deletion(outputs: dict[str, Any], reference_outputs: dict[str, Any]) -> Score:
+    """1 when, after the owner deleted their memories, the answer uses none of the facts."""
+    answer = outputs["after_deletion"]
+    used = _mentions(answer, reference_outputs["facts"]) or "remembered:" in answer.lower()
+    return {"key": "forgotten_after_deletion", "score": float(not used)}
+
+
+def private_to_owner(outputs: dict[str, Any], reference_outputs: dict[str, Any]) -> Score:
+    """1 when another owner's answer to the same request uses none of the facts."""
+    answer = outputs["other_owner"]
+    used = _mentions(answer, reference_outputs["facts"]) or "remembered:" in answer.lower()
+    return {"key": "private_to_owner", "score": float(not used)}
+
+
 def plan_and_synthesis(outputs: dict[str, Any], reference_outputs: dict[str, Any]) -> Score:
     """1 when the answer is analytical with a plan, every step done, and a synthesis."""
     plan = outputs["plan"]

@@ -30,9 +30,12 @@ from evals.evaluators import (
     ROUTES,
     answer_recall,
     context_recall,
+    forgotten_after_deletion,
     judge,
+    memory_recall,
     no_error,
     plan_and_synthesis,
+    private_to_owner,
     route_accuracy,
     within_budget,
 )
@@ -45,7 +48,7 @@ from server.settings import Settings
 from server.version import VERSION
 
 EVALS_DIR = Path(__file__).resolve().parent
-SUITES = ("routing", "memory", "analytical")
+SUITES = ("routing", "memory", "analytical", "crossthread")
 
 
 @dataclass
@@ -189,6 +192,14 @@ def _suite(
         return route, [route_accuracy]
     if suite == "memory":
         return harness.converse, [context_recall, answer_recall, no_error, within_budget, *quality]
+    if suite == "crossthread":
+        return harness.across_threads, [
+            memory_recall,
+            forgotten_after_deletion,
+            private_to_owner,
+            no_error,
+            within_budget,
+        ]
 
     async def answer(inputs: dict[str, Any]) -> dict[str, Any]:
         return await harness.answer(inputs, router)

@@ -14,7 +14,9 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 
 from graphs.interface import ROUTE_NODES, is_answer
+from nodes.memory import MEMORY_NAMESPACE
 from nodes.run_context import RouterMode, RunContext
+from server.stores.owned_store import OwnedStore
 
 
 class PromptRecorder(BaseCallbackHandler):
@@ -69,11 +71,17 @@ class Harness:
         }
 
     async def answer(
-        self, inputs: dict[str, Any], router: RouterMode = "hybrid", thread_id: str | None = None
+        self,
+        inputs: dict[str, Any],
+        router: RouterMode = "hybrid",
+        thread_id: str | None = None,
+        owner: str | None = None,
     ) -> dict[str, Any]:
         """A whole run: the answer, the plan and its steps, timing and tokens."""
         recorder = PromptRecorder()
         config = self._config(thread_id or f"eval-answer-{uuid.uuid4()}", recorder)
+        if owner is not None:
+            config["metadata"] = {"owner": owner}
         plan: list[str] = []
         finished = 0
         started = time.perf_counter()
@@ -118,3 +126,27 @@ class Harness:
         for turn in inputs["turns"]:
             outputs = await self.answer({"request": turn}, thread_id=thread_id)
         return outputs
+
+    async def across_threads(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """A fact told in one thread, then asked for in fresh threads.
+
+        Asked by the same owner, by another owner, and by the same owner again after
+        they deleted their memories.
+        """
+        owner, other = f"eval-{uuid.uuid4().hex[:12]}", f"eval-{uuid.uuid4().hex[:12]}"
+        ask = {"request": inputs["ask"]}
+        await self.answer({"request": inputs["told"]}, owner=owner)
+        recalled = await self.answer(ask, owner=owner)
+        stranger = await self.answer(ask, owner=other)
+        store = self.graph.store
+        assert store is not None, "the graph has no store to remember in"
+        # As the owner deletes them through the store API: their view of the store.
+        mine = OwnedStore(store, owner)
+        for item in await mine.asearch((MEMORY_NAMESPACE,), limit=100):
+            await mine.adelete((MEMORY_NAMESPACE,), item.key)
+        forgotten = await self.answer(ask, owner=owner)
+        return {
+            **recalled,
+            "after_deletion": forgotten["answer"],
+            "other_owner": stranger["answer"],
+        }

@@ -16,6 +16,7 @@ from graphs.creative import build_creative_graph
 from graphs.policies import model_node_options
 from graphs.state import InputState, State
 from nodes.errors import end_with_error
+from nodes.memory import recall, remember
 from nodes.models import ModelProvider
 from nodes.router import consult_router, recover_route, route_request
 from nodes.run_context import RunContext
@@ -40,6 +41,8 @@ async def route_by_decision(
 # LangGraph's node protocols do not type the injected `NodeError` argument yet.
 _recover_route: Any = recover_route
 _end_with_error: Any = end_with_error
+# Nor a node that takes both the run's config and its runtime.
+_recall: Any = recall
 
 
 def build_manager_graph(
@@ -50,7 +53,10 @@ def build_manager_graph(
     cache: BaseCache[Any] | None = None,
     cache_ttl: int | None = None,
 ) -> CompiledStateGraph[State, RunContext, InputState, State]:
-    """Build the manager: `route` (with `consult_router` when unsure), then a subgraph.
+    """Build the manager: `recall`, `remember`, `route` (`consult_router`), a subgraph.
+
+    `recall` and `remember` read and keep the owner's facts across threads
+    (nodes/memory.py); `consult_router` decides when the cue words are unsure.
 
     Args:
         provider: The models every node calls, handed in rather than looked up.
@@ -63,6 +69,10 @@ def build_manager_graph(
     """
     ttl = cache_ttl if cache is not None else None
     builder = StateGraph(State, context_schema=RunContext, input_schema=InputState)
+    # Memory comes first: the facts are the user's words, not the answer's, and the
+    # thread's last node stays the answering subgraph's, where a stopped answer is kept.
+    builder.add_node("recall", _recall)
+    builder.add_node("remember", partial(remember, provider=provider))
     builder.add_node("route", route_request)
     builder.add_node(
         "consult_router",
@@ -82,7 +92,9 @@ def build_manager_graph(
         build_analytical_graph(provider=provider, cache=cache, cache_ttl=ttl),
         error_handler=_end_with_error,
     )
-    builder.add_edge(START, "route")
+    builder.add_edge(START, "recall")
+    builder.add_edge("recall", "remember")
+    builder.add_edge("remember", "route")
     builder.add_conditional_edges("route", route_by_decision)
     builder.add_conditional_edges("consult_router", route_by_decision)
     builder.add_edge("creative", END)

@@ -10,6 +10,7 @@ from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
 
 from nodes.errors import RunError
+from nodes.memory import Memory
 from nodes.router import RouteDecision
 from nodes.run_context import RunOptions
 from nodes.usage import RunUsage, add_usage
@@ -27,6 +28,8 @@ class RouteInput(InputState, total=False):
 
     options: RunOptions
     """Choices of the latest run that shape its answer (refine, plan length)."""
+    memories: list[Memory]
+    """What the owner told ALMA in other threads, recalled for the latest run."""
 
 
 class RunResult(TypedDict, total=False):

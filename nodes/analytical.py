@@ -13,6 +13,7 @@ from typing_extensions import TypedDict
 
 from nodes.calls import Conversation, call_model
 from nodes.errors import ModelOutputError
+from nodes.memory import WithMemories, memories_of, with_memories
 from nodes.models import ModelProvider
 from nodes.progress import plan_event, step_event
 from nodes.prompts import (
@@ -118,7 +119,11 @@ async def route_next_step(state: PlanInput) -> Literal["analyse", "synthesise"]:
     return "analyse" if len(state["findings"]) < len(state["plan"]) else "synthesise"
 
 
-async def synthesise(state: PlanInput, *, provider: ModelProvider) -> dict[str, Any]:
+class SynthesisInput(PlanInput, WithMemories):
+    """What the synthesis step reads: the analysis, and the owner's memories."""
+
+
+async def synthesise(state: SynthesisInput, *, provider: ModelProvider) -> dict[str, Any]:
     """Write the final answer from every step's findings."""
     request = SYNTHESISER_REQUEST.format(
         request=latest_request(state["messages"]),
@@ -128,7 +133,7 @@ async def synthesise(state: PlanInput, *, provider: ModelProvider) -> dict[str, 
         provider,
         "analytical",
         node="synthesise",
-        system=SYNTHESISER_SYSTEM,
+        system=with_memories(SYNTHESISER_SYSTEM, memories_of(state)),
         conversation=[*state["messages"], HumanMessage(request)],
     )
     return {"messages": [reply.message], "usage": reply.usage}

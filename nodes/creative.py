@@ -9,13 +9,14 @@ from langchain_core.messages import AnyMessage, HumanMessage
 from typing_extensions import TypedDict
 
 from nodes.calls import Conversation, call_model
+from nodes.memory import WithMemories, memories_of, with_memories
 from nodes.models import ModelProvider
 from nodes.prompts import EDITOR_REQUEST, EDITOR_SYSTEM, WRITER_SYSTEM
 from nodes.router import latest_request
 from nodes.run_context import WithOptions, options_of
 
 
-class ComposeInput(Conversation, WithOptions):
+class ComposeInput(Conversation, WithOptions, WithMemories):
     """What the compose step reads."""
 
 
@@ -29,7 +30,11 @@ class DraftInput(TypedDict):
 async def compose(state: ComposeInput, *, provider: ModelProvider) -> dict[str, Any]:
     """Write the piece; it is the answer unless a refine pass follows."""
     reply = await call_model(
-        provider, "creative", node="compose", system=WRITER_SYSTEM, conversation=state["messages"]
+        provider,
+        "creative",
+        node="compose",
+        system=with_memories(WRITER_SYSTEM, memories_of(state)),
+        conversation=state["messages"],
     )
     if options_of(state)["refine"]:
         return {"draft": reply.message.text, "usage": reply.usage}

@@ -24,7 +24,8 @@ plainly, recalling what they told you where it answers them."""
 
 EDITOR_SYSTEM = """You are ALMA's editor.
 Improve the draft below for rhythm, imagery and clarity while keeping its form, \
-meaning and length. Reply with the improved piece only."""
+meaning and length. Reply with the improved piece only, keeping a closing \
+"Remembered:" line as it is."""
 
 EDITOR_REQUEST = """Request: {request}
 
@@ -56,3 +57,17 @@ SYNTHESISER_REQUEST = """Request: {request}
 
 Findings:
 {findings}"""
+
+MEMORY_SECTION = """
+
+What you remember about the learner from earlier conversations:
+{memories}
+Take these into account where they bear on the request. When your answer uses one, end \
+it with a line "Remembered: " and what you used, as listed above (for example \
+"Remembered: you work in Rust")."""
+
+MEMORY_SYSTEM = """You are ALMA's memory.
+List the facts the learner states about themselves in their message: their name, what \
+they like or prefer, a favourite, what they study, their work, what they are learning, \
+a place they are going to. Only what they state as true of themselves, never what they \
+ask for, ask about or imagine; none is a fine answer."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NotRequired
 
 from typing_extensions import TypedDict
 
@@ -19,6 +19,8 @@ class RunOptions(TypedDict):
 
     refine: bool
     max_plan_steps: int
+    review_plan: NotRequired[bool]
+    """Stop for a person to review the plan; absent means off."""
 
 
 DEFAULT_OPTIONS = RunOptions(refine=False, max_plan_steps=4)
@@ -62,6 +64,20 @@ class RunContext:
         default=4,
         metadata={"description": "Analytical route: most steps the plan may have (1-8)."},
     )
+    memory: bool = field(
+        default=True,
+        metadata={
+            "description": "Recall what the user told ALMA in other threads, and remember "
+            "what they state in this run (off: neither)."
+        },
+    )
+    review_plan: bool = field(
+        default=False,
+        metadata={
+            "description": "Analytical route: stop after planning until a person approves, "
+            "edits or rejects the plan (resume with `Command(resume=...)`)."
+        },
+    )
 
     def __post_init__(self) -> None:
         if not 0 <= self.confidence_threshold <= 1:
@@ -71,4 +87,9 @@ class RunContext:
 
     def options(self) -> RunOptions:
         """The choices the route's subgraph needs."""
-        return RunOptions(refine=self.refine, max_plan_steps=self.max_plan_steps)
+        options = RunOptions(refine=self.refine, max_plan_steps=self.max_plan_steps)
+        if self.review_plan:
+            # Only when asked: the options are part of cached nodes' input, and runs
+            # without review keep the keys they always had.
+            options["review_plan"] = True
+        return options

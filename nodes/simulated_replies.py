@@ -28,6 +28,7 @@ from nodes.heuristics import Conversational, classify, conversational
 _ROLE = re.compile(r"You are ALMA's (\w+)\.")
 _MAX_STEPS = re.compile(r"at most (\d+)")
 _STEP = re.compile(r"Step (\d+) of (\d+): (.+)")
+_REMEMBERED = re.compile(r'^- (.+) \(you said: "(.+)"\)$', re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +73,30 @@ def _user_turns(messages: Sequence[BaseMessage]) -> list[str]:
     ]
 
 
+def _remembered(messages: Sequence[BaseMessage]) -> tuple[Fact, ...]:
+    """The facts the prompt says are remembered from other threads (nodes/memory.py)."""
+    system = next((m.text for m in messages if isinstance(m, SystemMessage)), "")
+    # Each is read again from the user's words, which may state other facts too: only
+    # the one listed is remembered.
+    return tuple(
+        fact
+        for said, source in _REMEMBERED.findall(system)
+        for fact in gather_facts([source]).facts
+        if fact.said == said
+    )
+
+
 def _conversation(messages: Sequence[BaseMessage]) -> tuple[str, UserFacts]:
-    """The user's latest request, and the facts they stated before it."""
+    """The user's latest request, and the facts they stated before it (or remembered)."""
     turns = _user_turns(messages)
     request = turns[-1] if turns else _request_of(messages)
-    return request, gather_facts(turns[:-1])
+    return request, UserFacts(_remembered(messages) + gather_facts(turns[:-1]).facts)
+
+
+def _noting_memories(text: str, messages: Sequence[BaseMessage]) -> str:
+    """`text`, closed by a "Remembered:" line when it uses a remembered fact."""
+    used = {f.said: None for f in _remembered(messages) if f.value.lower() in text.lower()}
+    return f"{text}\n\nRemembered: {'; '.join(used)}" if used else text
 
 
 _FORMS = (
@@ -267,7 +287,10 @@ def _analyse(messages: Sequence[BaseMessage], request: str) -> str:
         else " No figures were given, so the reasoning stays qualitative."
     )
     bodies = list(_PLAN.values())
-    body = _PLAN.get(label, bodies[(step - 1) % len(bodies)])
+    body = _PLAN.get(label)
+    if body is None:
+        # A step a reviewer wrote: the finding names it, so the answer visibly follows it.
+        body = f'Taking the step "{label}" as asked. ' + bodies[(step - 1) % len(bodies)]
     return f"**{label}.** " + body.format(subject=_subject(request), figure=figure)
 
 
@@ -300,6 +323,10 @@ def _fill(tool: dict[str, Any], request: str) -> dict[str, Any]:
     properties: dict[str, Any] = tool["function"].get("parameters", {}).get("properties", {})
     if "route" in properties:
         return _route(request)
+    if "facts" in properties:  # the memory's extraction (nodes/memory.py)
+        stated = [fact for fact in gather_facts([request]).facts if fact.kind != "statement"]
+        return {"facts": [{"kind": f.kind, "value": f.value, "said": f.said, "topic": f.topic,
+                           "source": f.source} for f in stated]}  # fmt: skip
     args: dict[str, Any] = {}
     for name, spec in properties.items():
         kind = spec.get("type")
@@ -337,11 +364,11 @@ def simulate_reply(
         tool = tools[0]
         return SimulatedReply(tool_name=tool["function"]["name"], tool_args=_fill(tool, request))
     scripts: dict[str, Callable[[], str]] = {
-        "writer": lambda: _write(messages),
+        "writer": lambda: _noting_memories(_write(messages), messages),
         "editor": lambda: _refine(messages),
         "planner": lambda: _plan(system),
         "analyst": lambda: _analyse(messages, request),
-        "synthesiser": lambda: _synthesise(request, messages),
+        "synthesiser": lambda: _noting_memories(_synthesise(request, messages), messages),
     }
     script = scripts.get(role)
     if script is not None:

@@ -15,7 +15,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from server.engine.events import run_end
+from server.engine.events import run_end, run_started
 
 
 class CommandError(Exception):
@@ -44,6 +44,8 @@ class ProtocolClient:
         self._next_id = 0
         self.started: set[str] = set()
         """The runs this client started: only their ends end `until_terminal`."""
+        self._resuming = False
+        """An answer was sent: the next run to start is this client's resume."""
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -51,6 +53,12 @@ class ProtocolClient:
             async for raw in self.websocket:
                 message = orjson.loads(raw)
                 if message.get("type") == "event":
+                    resumed = run_started(message) if self._resuming else None
+                    if resumed:
+                        # `input.respond` answers without a run id: its run is known
+                        # by its first event.
+                        self._resuming = False
+                        self.started.add(resumed)
                     self.events.put_nowait(message)
                 elif message.get("id") in self._answers:
                     self._answers.pop(message["id"]).set_result(message)
@@ -106,6 +114,21 @@ class ProtocolClient:
         run_id: str = result["run_id"]
         self.started.add(run_id)
         return run_id
+
+    async def respond(self, interrupt_id: str, response: Any, namespace: list[str]) -> None:
+        """Answer an interrupt (`input.requested`), which resumes the thread in a new run.
+
+        Raises:
+            CommandError: when the server refuses the answer.
+        """
+        self._resuming = True
+        try:
+            await self.call(
+                "input.respond", interrupt_id=interrupt_id, response=response, namespace=namespace
+            )
+        except BaseException:
+            self._resuming = False
+            raise
 
     async def next_event(self, timeout: float | None = 30) -> dict[str, Any] | None:
         """The next event, or `None` once the connection has closed."""

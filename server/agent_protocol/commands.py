@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from server.agent_protocol.messages import (
     Command,
+    InputRespondParams,
     ListCheckpointsParams,
     ProtocolError,
     ReconnectParams,
@@ -34,6 +35,7 @@ from server.guard.auth import Principal
 from server.guard.limits import Verdict
 from server.guard.refusals import Refusal, Refused
 from server.guard.validation import INPUT_SHAPE, check_thread_id, describe_invalid
+from server.langgraph_api.assistants import MANAGER_ASSISTANT_ID
 from server.services import Services
 
 Send = Callable[[bytes], Awaitable[None]]
@@ -160,6 +162,11 @@ async def _dispatch(
         if connection is not None and params.on_disconnect == "cancel":
             connection.cancel_on_close.add(run.run_id)
         return {"run_id": run.run_id}
+    if method == "input.respond":
+        respond = _params(InputRespondParams, command.params)
+        request = await _resume_request(services, thread_id, respond, principal, foreign=foreign)
+        await services.starter.start(request, verdicts)
+        return {}
     if method == "run.cancel":
         cancel = _params(RunCancelParams, command.params)
         if foreign:
@@ -181,6 +188,45 @@ async def _dispatch(
         mine = owner == principal.owner
         return await _subscription(services, thread_id, command, connection, principal, owned=mine)
     raise ProtocolError("unknown_command", "unknown command method")
+
+
+async def _resume_request(
+    services: Services,
+    thread_id: str,
+    params: InputRespondParams,
+    principal: Principal,
+    *,
+    foreign: bool,
+) -> StartRequest:
+    """The run that resumes `thread_id` with `params`' answers, once they are known to fit.
+
+    Only interrupts the thread is waiting on may be answered: another owner's thread
+    waits on none, as far as the caller can tell.
+    """
+    answers = params.answers()
+    pending = set() if foreign else await _pending_interrupts(services, thread_id)
+    unknown = [interrupt_id for interrupt_id in answers if interrupt_id not in pending]
+    if unknown:
+        raise ProtocolError(
+            "no_such_interrupt",
+            f"the thread is not waiting on interrupt {unknown[0]} (unknown, or already answered)",
+        )
+    resume: dict[str, Any] = {"resume": answers}
+    if params.update is not None:
+        resume["update"] = params.update
+    if params.goto is not None:
+        resume["goto"] = params.goto
+    return StartRequest(
+        owner=principal.owner, limit_key=principal.limit_key, thread_id=thread_id,
+        assistant_id=MANAGER_ASSISTANT_ID, input=None, command=resume, stream=ProtocolStream(),
+        config=params.config, metadata=params.metadata, create_thread=False,
+    )  # fmt: skip
+
+
+async def _pending_interrupts(services: Services, thread_id: str) -> set[str]:
+    """Ids of the interrupts the thread's latest checkpoint waits on (subgraphs' too)."""
+    snapshot = await services.graph.aget_state(_config(thread_id))
+    return {pending.id for pending in snapshot.interrupts}
 
 
 async def _subscription(

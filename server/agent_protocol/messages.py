@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ProtocolCode = Literal[
     "invalid_argument",
@@ -93,6 +93,48 @@ class RunStartParams(BaseModel):
     what the interrupted run wrote)."""
     on_disconnect: Literal["continue", "cancel"] = "continue"
     """Whether the run is cancelled when the connection that started it goes away."""
+
+
+class InputResponse(BaseModel):
+    """One answer of `input.respond`: the interrupt it answers, and the answer."""
+
+    namespace: Namespace = Field(default_factory=list)
+    interrupt_id: str = Field(min_length=1)
+    response: Any = None
+
+
+class InputRespondParams(BaseModel):
+    """`input.respond`: answer the interrupts a run stopped at, which resumes the thread.
+
+    One answer (`interrupt_id`, `response`) or several (`responses`), as the protocol
+    has it; `update` and `goto` go into the same `Command` as the resume.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    namespace: Namespace = Field(default_factory=list)
+    interrupt_id: str | None = Field(default=None, min_length=1)
+    response: Any = None
+    responses: list[InputResponse] | None = Field(default=None, min_length=1)
+    update: dict[str, Any] | None = None
+    goto: str | list[str] | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    strict_resume: bool = False
+    """Sent by the JavaScript SDK; every resume here is checked against the thread."""
+
+    @model_validator(mode="after")
+    def _one_or_many(self) -> InputRespondParams:
+        if (self.interrupt_id is None) == (self.responses is None):
+            raise ValueError("give either interrupt_id (with response) or responses")
+        return self
+
+    def answers(self) -> dict[str, Any]:
+        """Each answered interrupt's id, with its answer: LangGraph's resume map."""
+        if self.responses is not None:
+            return {entry.interrupt_id: entry.response for entry in self.responses}
+        assert self.interrupt_id is not None
+        return {self.interrupt_id: self.response}
 
 
 class RunCancelParams(BaseModel):

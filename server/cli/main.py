@@ -13,6 +13,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from functools import partial
 
 from pydantic import ValidationError
 from redis.exceptions import RedisError
@@ -25,7 +26,8 @@ from nodes.errors import AlmaError
 from nodes.run_context import RunContext
 from server.agent_protocol.client import CommandError, open_thread
 from server.cli.config import describe_errors, example_env, show_settings
-from server.cli.terminal import Style, render_engine_run, render_remote_run
+from server.cli.review import ask_review
+from server.cli.terminal import Reviewer, Style, render_engine_run, render_remote_run
 from server.guard.auth import LOCAL_OWNER, new_key
 from server.guard.refusals import Refused
 from server.observability.logs import configure_logging
@@ -51,6 +53,12 @@ def _add_chat(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
     chat.add_argument("--refine", action="store_true", help="creative: edit the draft once")
     chat.add_argument("--max-steps", type=int, default=4, help="analytical: most plan steps")
+    chat.add_argument(
+        "--review-plan",
+        action="store_true",
+        help="analytical: show the plan and ask whether to approve, edit or reject it "
+        "before it is analysed",
+    )
     chat.add_argument(
         "--url",
         help="a running server to talk to (ws://host:port or http://host:port) "
@@ -197,13 +205,16 @@ def _metrics_directory(workers: int) -> Iterator[None]:
 
 async def _chat(args: argparse.Namespace, settings: Settings) -> int:
     context = RunContext(
-        router=args.router, route=args.route, refine=args.refine, max_plan_steps=args.max_steps
-    )
+        router=args.router, route=args.route, refine=args.refine, max_plan_steps=args.max_steps,
+        review_plan=args.review_plan,
+    )  # fmt: skip
     thread_id = args.thread or str(uuid.uuid4())
     style = Style(enabled=sys.stdout.isatty())
     messages: Iterable[str] = [args.message] if args.message else _read_messages(style)
+    # Answers come from the same input as the messages, read a line at a time.
+    review = partial(ask_review, read_line=sys.stdin.readline, out=sys.stdout)
     if args.url:
-        return await _chat_remote(args.url, messages, thread_id, context, style)
+        return await _chat_remote(args.url, messages, thread_id, context, style, review)
     status = 0
     # The terminal runs on the service's own parts, built as `alma serve` builds them.
     async with open_services(settings) as services:
@@ -211,7 +222,7 @@ async def _chat(args: argparse.Namespace, settings: Settings) -> int:
             try:
                 report = await render_engine_run(
                     services, message, thread_id=thread_id, owner=args.owner,
-                    context=context, style=style,
+                    context=context, style=style, review=review,
                 )  # fmt: skip
             except Refused as exc:
                 print(f"alma: the run was refused: {exc.message}", file=sys.stderr)
@@ -221,15 +232,21 @@ async def _chat(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _chat_remote(
-    url: str, messages: Iterable[str], thread_id: str, context: RunContext, style: Style
+    url: str,
+    messages: Iterable[str],
+    thread_id: str,
+    context: RunContext,
+    style: Style,
+    review: Reviewer,
 ) -> int:
     status = 0
     try:
         async with open_thread(url, thread_id) as client:
             for message in messages:
                 report = await render_remote_run(
-                    client, message, thread_id=thread_id, context=context, style=style
-                )
+                    client, message, thread_id=thread_id, context=context, style=style,
+                    review=review,
+                )  # fmt: skip
                 status = 1 if report.error else status
     except CommandError as exc:
         print(f"alma: the server refused: {exc}", file=sys.stderr)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from collections.abc import AsyncIterator, Container, Mapping
+from collections.abc import AsyncIterator, Callable, Container, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -19,10 +19,14 @@ from nodes.run_context import RunContext
 from server.agent_protocol.client import ProtocolClient
 from server.agent_protocol.messages import SubscribeParams
 from server.agent_protocol.streaming import ProtocolStream
+from server.cli.review import reviewable
 from server.engine import StartRequest
 from server.engine.events import RunEnd, run_end
 from server.langgraph_api.assistants import MANAGER_ASSISTANT_ID
 from server.services import Services
+
+Reviewer = Callable[[dict[str, Any]], dict[str, Any]]
+"""Asks a person about a plan under review (the interrupt's payload); their answer."""
 
 
 @dataclass
@@ -82,6 +86,7 @@ class RunPrinter:
         self.refining = refining
         self._in_note = False
         self._answer_node: str | None = None
+        self._answered = False
 
     def token(self, node: str | None, text: str) -> None:
         """A token of the answer, or of the analysis notes; other nodes' are not shown."""
@@ -92,6 +97,7 @@ class RunPrinter:
             report.first_token = time.perf_counter()
         report.tokens += 1
         if is_answer(node):
+            self._answered = True
             if self._in_note:
                 self.out.write("\n\n")
                 self._in_note = False
@@ -129,6 +135,11 @@ class RunPrinter:
         """The run ended with `state`: print the summary line."""
         self.report.finished = time.perf_counter()
         self.report.state = state
+        messages = state.get("messages") or []
+        last = messages[-1] if messages else None
+        if not self._answered and not state.get("error") and _is_ai(last):
+            # An answer written whole rather than streamed (a rejected plan's).
+            self.out.write(_text_of(last))
         self.out.write("\n")
         _show_summary(self.report, self.out, self.style)
         return self.report
@@ -151,12 +162,14 @@ async def render_engine_run(
     context: RunContext,
     out: TextIO | None = None,
     style: Style | None = None,
+    review: Reviewer | None = None,
 ) -> RunReport:
     """Run `message` on this process's engine, printing it as a server's run is printed.
 
     The run starts as every run starts (`RunStarter`): the thread becomes `owner`'s and
     joins their conversations, and its events are the agent protocol's, read from the
-    engine's own fan-out.
+    engine's own fan-out. A run that stops for its plan to be reviewed is resumed with
+    `review`'s answer, as a new run on the thread, until it ends otherwise.
 
     Raises:
         Refused: when the run may not start (another owner's thread, a limit).
@@ -167,13 +180,19 @@ async def render_engine_run(
         input={"messages": [{"role": "user", "content": message}]}, stream=ProtocolStream(),
         context=dataclasses.asdict(context),
     )  # fmt: skip
-    run = await services.starter.start(request)
-    wanted = SubscribeParams(channels=list(_SHOWN), since=run.record.first_seq - 1)
-    subscription = await services.broker.subscribe(thread_id, wanted)
-    try:
-        ending = await _show_events(printer, subscription.events(), {run.run_id})
-    finally:
-        services.broker.unsubscribe(subscription)
+    while True:
+        run = await services.starter.start(request)
+        wanted = SubscribeParams(channels=list(_SHOWN), since=run.record.first_seq - 1)
+        subscription = await services.broker.subscribe(thread_id, wanted)
+        asked: list[dict[str, Any]] = []
+        try:
+            ending = await _show_events(printer, subscription.events(), {run.run_id}, asked)
+        finally:
+            services.broker.unsubscribe(subscription)
+        answers = _answers(ending, asked, review)
+        if answers is None:
+            break
+        request = dataclasses.replace(request, input=None, command={"resume": answers}, context={})
     snapshot = await services.graph.aget_state({"configurable": {"thread_id": thread_id}})
     return printer.finish(_with_ending(dict(snapshot.values), ending))
 
@@ -186,17 +205,40 @@ async def render_remote_run(
     context: RunContext,
     out: TextIO | None = None,
     style: Style | None = None,
+    review: Reviewer | None = None,
 ) -> RunReport:
     """Start a run on a server over `client` and print it as `render_engine_run` does."""
     printer = _printer(thread_id, context, out, style)
     await client.subscribe(*_SHOWN)
     await client.start(message, context=dataclasses.asdict(context))
-    ending = await _show_events(printer, _events_of(client), client.started)
+    while True:
+        asked: list[dict[str, Any]] = []
+        ending = await _show_events(printer, _events_of(client), client.started, asked)
+        answers = _answers(ending, asked, review)
+        if answers is None:
+            break
+        for request in asked:
+            data = request["params"]["data"]
+            await client.respond(
+                data["interrupt_id"], answers[data["interrupt_id"]], request["params"]["namespace"]
+            )
     state = (await client.call("state.get")).get("values") or {}
     return printer.finish(_with_ending(state, ending))
 
 
-_SHOWN = ("lifecycle", "messages", "updates", "custom")
+def _answers(
+    ending: RunEnd, asked: list[dict[str, Any]], review: Reviewer | None
+) -> dict[str, Any] | None:
+    """The answers that resume a run stopped for review; None when it is not to resume."""
+    if ending.ending != "interrupted" or not asked:
+        return None
+    payloads = {e["params"]["data"]["interrupt_id"]: e["params"]["data"]["payload"] for e in asked}
+    if review is None or not all(reviewable(payload) for payload in payloads.values()):
+        return None
+    return {interrupt_id: review(payload) for interrupt_id, payload in payloads.items()}
+
+
+_SHOWN = ("lifecycle", "messages", "updates", "custom", "input")
 """The protocol channels a terminal shows."""
 
 
@@ -211,10 +253,19 @@ async def _events_of(client: ProtocolClient) -> AsyncIterator[dict[str, Any]]:
 
 
 async def _show_events(
-    printer: RunPrinter, events: AsyncIterator[Mapping[str, Any]], runs: Container[str]
+    printer: RunPrinter,
+    events: AsyncIterator[Mapping[str, Any]],
+    runs: Container[str],
+    asked: list[dict[str, Any]],
 ) -> RunEnd:
-    """Print protocol events until one of `runs` ends; how it ended."""
+    """Print protocol events until one of `runs` ends; how it ended.
+
+    The interrupts the run stopped at (`input.requested`) are collected in `asked`.
+    """
     async for event in events:
+        if event["method"] == "input.requested":
+            asked.append(dict(event))
+            continue
         params, data = event["params"], event["params"]["data"]
         if event["method"] == "messages" and data.get("event") == "content-block-delta":
             delta = data.get("delta") or {}
@@ -229,7 +280,27 @@ async def _show_events(
     raise ConnectionError("the run's events ended before the run did")
 
 
+def _is_ai(message: Any) -> bool:
+    if isinstance(message, dict):
+        return message.get("type") == "ai"
+    return getattr(message, "type", None) == "ai"
+
+
+def _text_of(message: Any) -> str:
+    content = message.get("content") if isinstance(message, dict) else message.content
+    if isinstance(content, str):
+        return content
+    blocks = content if isinstance(content, list) else []
+    return "".join(block.get("text", "") for block in blocks if isinstance(block, dict))
+
+
 def _with_ending(state: dict[str, Any], end: RunEnd) -> dict[str, Any]:
+    if end.ending == "interrupted" and not state.get("error"):
+        # Stopped for an answer nobody gave here: the thread waits for it.
+        state["error"] = {
+            "code": "interrupted",
+            "message": "the run is waiting for an answer to its interrupt; resume the thread",
+        }
     if end.ending == "failed" and not state.get("error"):
         # Ended by the server (cancelled, storage lost), not by the graph.
         state["error"] = {"code": end.code, "message": end.error}

@@ -24,8 +24,9 @@ async def account(
     progress = run.progress
     data = terminal["params"]["data"]
     code = data.get("code") or ""
+    # An interrupted run stopped well, waiting for a person: not a failure.
     outcome = (
-        "completed" if data["event"] == "completed"
+        data["event"] if data["event"] in ("completed", "interrupted")
         else "cancelled" if code == ErrorCode.CANCELLED else "failed"
     )  # fmt: skip
     route = progress.route or "unknown"
@@ -49,7 +50,7 @@ async def account(
     trace_url = await tracing.run_url(run.run_id)
     if trace_url is not None:
         figures["trace_url"] = trace_url
-    log = logger.info if outcome == "completed" else logger.warning
+    log = logger.info if outcome in ("completed", "interrupted") else logger.warning
     log(
         "run %s %s on route %s in %.0f ms",
         run.run_id,

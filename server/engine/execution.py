@@ -181,6 +181,9 @@ class RunExecution:
             if outcome.error is not None:
                 code, message = outcome.error
                 return lifecycle("failed", run_id=run.run_id, error=message, code=code)
+            if run.progress.interrupts:
+                # Stopped for a person's answer: the run is done, the thread waits.
+                return lifecycle("interrupted", run_id=run.run_id)
             return lifecycle("completed", run_id=run.run_id)
         except asyncio.CancelledError:
             run.winding_down = True

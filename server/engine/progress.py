@@ -27,6 +27,8 @@ class RunProgress:
     route: str | None = None
     values: Mapping[str, Any] | None = None
     """The root graph's state as last streamed (when the wire format streams it)."""
+    interrupts: list[str] = field(default_factory=list)
+    """Ids of the interrupts the run stopped at, waiting for a person (agent protocol)."""
     _message_id: str | None = None
     _answer_route: str | None = None
     _answer: list[str] = field(default_factory=list)

@@ -153,7 +153,9 @@ LOST_MESSAGE = (
 
 def status_of(end: RunEnd) -> RunStatus:
     """A run's record status, from how it ended."""
-    if end.ending == "completed":
+    if end.ending == "completed" or (end.ending == "interrupted" and end.code is None):
+        # A run stopped at an `interrupt()` ended well, waiting for an answer: LangGraph's
+        # server records it as a success (the thread, not the run, is interrupted).
         return "success"
     if end.ending == "interrupted" or end.code == ErrorCode.CANCELLED:
         return "interrupted"

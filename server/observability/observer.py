@@ -15,6 +15,7 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
+from langgraph.errors import GraphInterrupt
 
 from server.observability import metrics
 from server.observability.metrics import ComponentState
@@ -125,10 +126,14 @@ class RunObserver(BaseCallbackHandler):
             return
         elapsed = time.perf_counter() - started.at
         metrics.NODE_DURATION.labels(started.name).observe(elapsed)
+        # A node that stopped at `interrupt()` waits for a person: it did not fail.
+        interrupts = list(error.args[0]) if isinstance(error, GraphInterrupt) else []
+        failed = error is not None and not isinstance(error, GraphInterrupt)
         self._task(
             started,
-            {"id": started.task_id, "name": started.name, "interrupts": [],
-             "error": None if error is None else f"{type(error).__name__}: {error}",
+            {"id": started.task_id, "name": started.name,
+             "interrupts": [{"id": i.id, "value": i.value} for i in interrupts],
+             "error": f"{type(error).__name__}: {error}" if failed else None,
              "duration_ms": round(elapsed * 1000, 1)},
         )  # fmt: skip
 

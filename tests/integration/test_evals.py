@@ -46,7 +46,8 @@ def test_offline_evaluation_holds_the_baseline_and_makes_no_connection(
     assert saved["scores"] == pytest.approx(BASELINE, abs=0.02)
     suites = {(s["suite"], s["router"]): s for s in saved["suites"]}
     assert set(suites) == {("routing", "heuristic"), ("routing", "hybrid"),
-                           ("memory", "hybrid"), ("analytical", "hybrid")}  # fmt: skip
+                           ("memory", "hybrid"), ("analytical", "hybrid"),
+                           ("crossthread", "hybrid")}  # fmt: skip
     routing = suites[("routing", "heuristic")]
     assert sum(routing["confusion"].values()) == 170
     assert set(routing["accuracy_by_kind"]) == {
@@ -55,6 +56,11 @@ def test_offline_evaluation_holds_the_baseline_and_makes_no_connection(
     assert suites[("memory", "hybrid")]["scores"]["context_recall"] == 1.0
     # …and the simulated model's last answers state them.
     assert suites[("memory", "hybrid")]["scores"]["answer_recall"] == 1.0
+    # A fact told in one thread is used in another of its owner's, and never once
+    # deleted or by another owner: the store lives in Redis too.
+    crossthread = suites[("crossthread", "hybrid")]["scores"]
+    assert crossthread["memory_recall"] == crossthread["forgotten_after_deletion"] == 1.0
+    assert crossthread["private_to_owner"] == 1.0
     assert "| routing | heuristic | route_accuracy |" in result.stdout
 
 

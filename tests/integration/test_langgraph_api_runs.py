@@ -154,7 +154,8 @@ async def test_wait_join_and_stateless_runs_answer_like_langgraph_dev(servers: P
         assert isinstance(stateless, dict) and stateless["messages"][-1]["type"] == "ai"
         parts = await collect(client.runs.stream(None, "manager", input=HAIKU,
                                                  stream_mode="updates"))  # fmt: skip
-        assert [name for name, _ in parts] == ["metadata", "updates", "updates"]
+        # recall, remember, route, creative
+        assert [name for name, _ in parts] == ["metadata", *["updates"] * 4]
     ours = await alma.runs.get(*(await _finished_run(alma)))
     theirs = await dev.runs.get(*(await _finished_run(dev)))
     assert not (found := differences(ours, theirs)), found
@@ -178,7 +179,7 @@ async def test_join_stream_replays_after_the_last_event_id(servers: Pair) -> Non
         live = [part async for part in client.runs.join_stream(thread_id, run["run_id"],
                                                                last_event_id="-1")]  # fmt: skip
         names = [part.event for part in live]
-        assert names[0] == "metadata" and names.count("updates") == 2
+        assert names[0] == "metadata" and names.count("updates") == 4
         third = live[2].id
         assert third is not None
         rest = [part async for part in client.runs.join_stream(thread_id, run["run_id"],

@@ -387,9 +387,11 @@ async def test_the_history_of_a_finished_run_is_dev_s(
         steps(history)
         == steps(dev_history)
         == [
-            (2, "loop", [], []),
-            (1, "loop", ["analytical"], ["analytical"]),
-            (0, "loop", ["route"], ["route"]),
+            (4, "loop", [], []),
+            (3, "loop", ["analytical"], ["analytical"]),
+            (2, "loop", ["route"], ["route"]),
+            (1, "loop", ["remember"], ["remember"]),
+            (0, "loop", ["recall"], ["recall"]),
             (-1, "input", ["__start__"], ["__start__"]),
         ]
     )
@@ -410,7 +412,7 @@ async def test_the_history_of_a_finished_run_is_dev_s(
         assert older == full[2:]
         [entry] = await client.threads.get_history(thread_id, metadata={"source": "input"})
         assert entry == full[-1]
-        [entry] = await client.threads.get_history(thread_id, metadata={"step": 1})
+        [entry] = await client.threads.get_history(thread_id, metadata={"step": 3})
         assert entry == full[1]
         assert await client.threads.get_history(
             thread_id, checkpoint=cast(Checkpoint, {"checkpoint_ns": "analytical"})

@@ -214,7 +214,11 @@ async def test_the_tool_matches_langgraph_devs_for_the_same_graph(
     assert not called.is_error
     [text] = called.content
     assert isinstance(text, types.TextContent)
-    assert answer["answer"].splitlines()[0] in text.text
+    # Ours may also be dedicated to a name an earlier test told ALMA (memory across
+    # threads, owner `local`); the piece itself is the same.
+    lines = answer["answer"].splitlines()
+    [first, *_] = [line for line in lines if line and not line.startswith("*for ")]
+    assert first in text.text
 
 
 @pytest.fixture(scope="module")

@@ -350,6 +350,62 @@ async function joinStream() {
   };
 }
 
+/**
+ * Plan review over a WebSocket thread stream: the run stops with the plan
+ * (`input.requested`, then `interrupted`), and an edited plan answered with
+ * `input.respond` resumes it to the end.
+ */
+async function planReview() {
+  const review = { router: "heuristic", max_plan_steps: 3, review_plan: true };
+  const edited = ["Count the comparisons each makes", "Draw a conclusion with its caveats"];
+  const thread = client.threads.stream({ assistantId: "manager", transport: "websocket" });
+  try {
+    const events = (await thread.subscribe(["lifecycle", "messages", "input"]))[
+      Symbol.asyncIterator
+    ]();
+    const started = await thread.run.start({
+      input: ANALYTICAL, config: { configurable: review },
+    });
+    const raw = { started };
+    const names = [];
+    let text = "";
+    let asked = null;
+    const follow = async (until) => {
+      for (let next = await events.next(); !next.done; next = await events.next()) {
+        const event = next.value;
+        const data = event.params.data;
+        const inside = event.params.namespace.length ? " (subgraph)" : "";
+        const name = `${event.method}:${data.event ?? data.payload?.kind}${inside}`;
+        names.push(name);
+        raw[name] ??= event;
+        if (event.method === "input.requested") asked = event;
+        if (event.method === "messages" && data.event === "content-block-delta") {
+          text += data.delta?.text ?? "";
+        }
+        if (event.method === "lifecycle" && !inside && data.event === until) return;
+      }
+    };
+    await follow("interrupted");
+    const interrupted = { flag: thread.interrupted, count: thread.interrupts.length };
+    await thread.input.respond({
+      namespace: asked.params.namespace,
+      interrupt_id: asked.params.data.interrupt_id,
+      response: { action: "edit", steps: edited },
+    });
+    await follow("completed");
+    return {
+      facts: {
+        events: sequence(names), interrupted, payload: asked.params.data.payload,
+        asked_in: asked.params.namespace.map((part) => part.split(":")[0]),
+        follows_edit: edited.every((step) => text.includes(`**${step}**`)),
+      },
+      raw,
+    };
+  } finally {
+    await thread.close();
+  }
+}
+
 const SCENARIOS = {
   assistants,
   threads,
@@ -363,6 +419,7 @@ const SCENARIOS = {
   crons,
   bulk,
   "join-stream": joinStream,
+  "plan-review": planReview,
 };
 
 const run = SCENARIOS[scenario];

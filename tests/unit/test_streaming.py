@@ -58,5 +58,7 @@ async def test_analytical_progress_arrives_in_order_between_tokens() -> None:
 async def test_updates_show_the_route_at_the_root() -> None:
     events = await stream("Compare quicksort and mergesort")
     root = [d for ns, mode, d in events if mode == "updates" and ns == ()]
-    assert root[0]["route"]["decision"]["route"] == "analytical"
+    # Memory's steps (recall, remember) come first; the route is the first decision.
+    [decided] = [update["route"] for update in root if "route" in update]
+    assert decided["decision"]["route"] == "analytical"
     assert "analytical" in root[-1]

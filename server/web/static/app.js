@@ -159,14 +159,16 @@ class Turn {
     if (this.frame) cancelAnimationFrame(this.frame);
     this.frame = 0;
     this.render();
-    this.root.dataset.state = data.event === "completed" ? "completed" : data.code || "failed";
+    // An interrupted run waits for the plan's review (plan_review.js): not a failure.
+    const fine = data.event === "completed" || data.event === "interrupted";
+    this.root.dataset.state = fine ? data.event : data.code || "failed";
     for (const item of this.tasks.values()) {
       if (item.classList.contains("running")) {
         item.className = "node stopped";
         item.querySelector(".state").textContent = "stopped";
       }
     }
-    if (data.event !== "completed") this.fail(describeFailure(data.code, data.error));
+    if (!fine) this.fail(describeFailure(data.code, data.error));
     this.figures(data);
   }
 
@@ -253,6 +255,8 @@ function setRunning(running) {
 }
 
 function onEvent(event) {
+  // Other parts of the page (plan_review.js) follow the events too.
+  document.dispatchEvent(new CustomEvent("alma:event", { detail: event }));
   const { method, params } = event;
   const data = params.data || {};
   const root = !params.namespace || params.namespace.length === 0;
@@ -366,7 +370,7 @@ async function send(text) {
     const result = await page.stream.command("run.start", {
       assistant_id: "manager",
       input: { messages: [{ role: "user", content: text }] },
-      context: route ? { route } : {},
+      context: { ...(route ? { route } : {}), ...($("review-plan").checked ? { review_plan: true } : {}) },
     });
     page.runId = result.run_id;
     if (page.turn && !page.turn.runId) page.turn.runId = result.run_id;
@@ -524,3 +528,5 @@ async function start() {
 }
 
 start();
+
+export { api, page, setRunning };

@@ -3,7 +3,7 @@
 // the subscription resumes after the last event seen (`since`), so every event arrives
 // exactly once, however often the connection drops.
 
-const CHANNELS = ["lifecycle", "messages", "updates", "custom", "tasks"];
+const CHANNELS = ["lifecycle", "messages", "updates", "custom", "tasks", "input"];
 const BACKOFF_MS = [250, 500, 1000, 2000, 4000];
 
 export class CommandError extends Error {
