@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 
@@ -151,10 +152,13 @@ async def _dispatch(
         params = _params(RunStartParams, command.params)
         if params.input is None:
             raise Refused(Refusal.INVALID, INPUT_SHAPE)
+        fork = params.fork_point()
+        if fork is not None:
+            await _check_checkpoint(services, thread_id, fork["checkpoint_id"], foreign=foreign)
         request = StartRequest(
             owner=principal.owner, limit_key=principal.limit_key, thread_id=thread_id,
             assistant_id=params.assistant_id, input=params.input, stream=ProtocolStream(),
-            config=params.config,
+            config=params.config, checkpoint=fork,
             metadata=params.metadata, context=params.context,
             multitask_strategy=params.multitask_strategy,
         )  # fmt: skip
@@ -221,6 +225,24 @@ async def _resume_request(
         assistant_id=MANAGER_ASSISTANT_ID, input=None, command=resume, stream=ProtocolStream(),
         config=params.config, metadata=params.metadata, create_thread=False,
     )  # fmt: skip
+
+
+async def _check_checkpoint(
+    services: Services, thread_id: str, checkpoint_id: str, *, foreign: bool
+) -> None:
+    """Refuse a fork from a checkpoint the thread does not have.
+
+    LangGraph would start such a run from an empty state, silently losing the
+    conversation the client meant to branch from. Another owner's thread has none.
+    """
+    checkpointer = services.graph.checkpointer
+    found = None
+    if not foreign and isinstance(checkpointer, BaseCheckpointSaver):
+        found = await checkpointer.aget_tuple(_config(thread_id, checkpoint_id))
+    if found is None:
+        raise ProtocolError(
+            "no_such_checkpoint", f"thread {thread_id} has no checkpoint {checkpoint_id}"
+        )
 
 
 async def _pending_interrupts(services: Services, thread_id: str) -> set[str]:

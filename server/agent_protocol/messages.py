@@ -93,6 +93,16 @@ class RunStartParams(BaseModel):
     what the interrupted run wrote)."""
     on_disconnect: Literal["continue", "cancel"] = "continue"
     """Whether the run is cancelled when the connection that started it goes away."""
+    checkpoint_id: str | None = Field(default=None, min_length=1)
+    """Fork the thread: run from this earlier checkpoint instead of the latest (an ALMA
+    extension, as LangGraph's run create has it; `config.configurable.checkpoint_id`
+    works too)."""
+
+    def fork_point(self) -> dict[str, Any] | None:
+        """The checkpoint to run from, as the engine's start request names it; None: latest."""
+        configurable = self.config.get("configurable") or {}
+        checkpoint_id = self.checkpoint_id or configurable.get("checkpoint_id")
+        return {"checkpoint_id": checkpoint_id} if checkpoint_id else None
 
 
 class InputResponse(BaseModel):

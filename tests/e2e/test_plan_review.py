@@ -77,3 +77,49 @@ def test_a_rejected_plan_shows_the_short_answer(page: Page, fast: Service) -> No
     expect(turn).to_have_attribute("data-state", "completed")
     expect(turn.locator(".answer")).to_contain_text("The plan was rejected")
     expect(turn.locator(".step.done")).to_have_count(0)
+
+
+def test_a_plan_waiting_for_review_is_shown_again_after_a_reload(page: Page, fast: Service) -> None:
+    ask_with_review(page, fast)
+    review = page.get_by_role("region", name="Plan review")
+    expect(review.get_by_role("textbox")).to_have_count(4)
+    proposed = review.get_by_role("textbox").evaluate_all("fields => fields.map(f => f.value)")
+    # Reloaded once the run has ended, the page has only the thread's state to go by.
+    thread = page.evaluate("localStorage.getItem('alma-thread')")
+    runs = page.request.get(f"{fast.url}/threads/{thread}/runs?limit=1").json()
+    assert page.request.get(f"{fast.url}/threads/{thread}/runs/{runs[0]['run_id']}/join").ok
+    assert page.request.get(f"{fast.url}/threads/{thread}").json()["status"] == "interrupted"
+    page.reload()
+
+    review = page.get_by_role("region", name="Plan review")
+    for place, step in enumerate(proposed, start=1):
+        expect(review.get_by_role("textbox", name=f"Step {place}")).to_have_value(step)
+    turn = page.locator(".turn.assistant")
+    expect(turn).to_have_count(1)
+    expect(turn).to_have_attribute("data-state", "interrupted")
+    expect(page.get_by_role("article", name="Your message")).to_contain_text(ANALYTICAL)
+    expect(page.locator(".turn.user")).to_have_count(1)
+    plan = turn.get_by_role("list", name="Plan").locator(".label")
+    expect(plan).to_have_text(proposed)
+    # Another conversation and back: the form is drawn again, as often as the thread opens.
+    page.get_by_role("button", name="New conversation").click()
+    expect(review).to_have_count(0)
+    page.locator(f'#thread-list button[data-thread="{thread}"]').click()
+    expect(review.get_by_role("textbox")).to_have_count(len(proposed))
+
+    review.get_by_role("textbox", name="Step 1").fill("Count the queue's round trips")
+    review.get_by_role("button", name="Remove step").nth(1).click()
+    review.page.screenshot(path=screenshot_path("plan_review_restored"), full_page=True)
+    review.get_by_role("button", name="Approve the plan").click()
+
+    expect(turn).to_have_attribute("data-state", "completed")
+    expect(review).to_have_count(0)
+    edited = ["Count the queue's round trips", *proposed[2:]]
+    expect(plan).to_have_text(edited)
+    expect(turn.locator(".step.done")).to_have_count(len(edited))
+    answer = turn.locator(".answer")
+    for step in edited:
+        expect(answer).to_contain_text(step)
+    for dropped in proposed[:2]:
+        expect(answer).not_to_contain_text(dropped)
+    expect(page.locator(".turn.assistant")).to_have_count(1)

@@ -3,6 +3,7 @@
 // other client (protocol.js) and builds every element from text, never from HTML.
 
 import { renderMarkdown } from "./markdown.js";
+import { branchHead, branchState } from "./branches.js";
 import { CommandError, ThreadStream } from "./protocol.js";
 
 const ANSWER_NODES = new Set(["compose", "refine", "synthesise"]);
@@ -340,9 +341,13 @@ async function openThread(threadId) {
     const [newest] = await runs.json();
     if (newest && !["pending", "running"].includes(newest.status)) page.shownRunId = newest.run_id;
   }
-  const response = await api(`/threads/${encodeURIComponent(threadId)}/state`);
-  if (response.ok) {
-    const state = await response.json();
+  // The branch chosen last (branches.js); else the thread's latest state.
+  let state = await branchState(threadId);
+  if (!state) {
+    const response = await api(`/threads/${encodeURIComponent(threadId)}/state`);
+    if (response.ok) state = await response.json();
+  }
+  if (state) {
     for (const message of state.values.messages || []) {
       if (message.type === "human") addUserTurn(contentText(message.content));
       else if (message.type === "ai") {
@@ -353,6 +358,8 @@ async function openThread(threadId) {
         if (message.response_metadata?.cancelled) turn.fail(describeFailure("cancelled"));
       }
     }
+    // Other parts of the page (plan_review.js) restore what the state holds besides messages.
+    document.dispatchEvent(new CustomEvent("alma:restored", { detail: state }));
   }
   page.stream = new ThreadStream({ threadId, key: page.key, onEvent, onState });
   page.stream.open();
@@ -360,7 +367,8 @@ async function openThread(threadId) {
   markCurrentThread();
 }
 
-async function send(text) {
+// `from`: the checkpoint to run from (a branch, or a fork point); by default the shown branch's head.
+async function send(text, from = branchHead(page.threadId)) {
   if (Date.now() < page.limitedUntil) return;
   addUserTurn(text);
   page.turn = new Turn();
@@ -370,6 +378,7 @@ async function send(text) {
     const result = await page.stream.command("run.start", {
       assistant_id: "manager",
       input: { messages: [{ role: "user", content: text }] },
+      ...(from ? { checkpoint_id: from } : {}),
       context: { ...(route ? { route } : {}), ...($("review-plan").checked ? { review_plan: true } : {}) },
     });
     page.runId = result.run_id;
@@ -529,4 +538,4 @@ async function start() {
 
 start();
 
-export { api, page, setRunning };
+export { api, openThread, page, send, setRunning, Turn };

@@ -3,8 +3,12 @@
 // is shown as an editable list — rewrite, reorder, remove or add steps — with Approve
 // and Reject; the answer is sent with `input.respond`, and the resumed run streams on in
 // the same turn. Every element is built from text, never from HTML.
+//
+// The interrupt lives in the thread's checkpoint, not in the page: a page opened (or
+// reloaded) on a thread that waits for review finds it in the thread's state and shows
+// the same form, however long ago and by whichever process the run stopped.
 
-import { api, page, setRunning } from "./app.js";
+import { api, page, setRunning, Turn } from "./app.js";
 
 const PLAN_REVIEW = "plan_review";
 const $ = (id) => document.getElementById(id);
@@ -26,12 +30,13 @@ function button(text, label, onClick) {
 
 /** The review form for one interrupt, shown inside the turn it stopped. */
 class PlanReview {
-  constructor(turn, event) {
+  constructor(turn, { namespace, interruptId, payload }) {
     this.turn = turn;
-    this.namespace = event.params.namespace || [];
-    this.interruptId = event.params.data.interrupt_id;
-    this.payload = event.params.data.payload;
+    this.namespace = namespace;
+    this.interruptId = interruptId;
+    this.payload = payload;
     this.root = element("section", undefined, "plan-review");
+    this.root.dataset.interruptId = interruptId;
     this.root.setAttribute("aria-label", "Plan review");
     this.list = element("ol", undefined, "review-steps");
     this.message = element("p", "", "review-message");
@@ -127,6 +132,33 @@ class PlanReview {
 
 const reviews = { rejected: null };
 
+function onPage(interruptId) {
+  return [...document.querySelectorAll(".plan-review")].some((form) => form.dataset.interruptId === interruptId);
+}
+
+/** The plan review a thread's state waits on, or null; it is filed under the task that stopped. */
+function pendingReview(state) {
+  for (const task of state.tasks || []) {
+    const pending = (task.interrupts || []).find((interrupt) => interrupt.value?.kind === PLAN_REVIEW);
+    // The namespace the protocol names the subgraph by: its task's name and id.
+    if (pending) return { namespace: [`${task.name}:${task.id}`], interruptId: pending.id, payload: pending.value };
+  }
+  return null;
+}
+
+function restore(state) {
+  // A run still going when the page opened is replayed live, its interrupt included.
+  if (page.shownRunId === null) return;
+  const pending = pendingReview(state);
+  if (!pending || onPage(pending.interruptId)) return;
+  const turn = new Turn();
+  turn.root.dataset.state = "interrupted";
+  if (state.values?.decision) turn.showRoute(state.values.decision);
+  // The plan as proposed, so the resumed run's step progress has its list to mark.
+  turn.showPlan(pending.payload.steps || []);
+  new PlanReview(turn, pending);
+}
+
 async function showRejection(turn) {
   // The rejection's answer is written whole, not streamed: it is read from the state.
   const response = await api(`/threads/${encodeURIComponent(page.threadId)}/state`);
@@ -141,14 +173,19 @@ async function showRejection(turn) {
 document.addEventListener("alma:event", ({ detail: event }) => {
   const { method, params } = event;
   const data = params.data || {};
-  if (method === "input.requested" && data.payload?.kind === PLAN_REVIEW && page.turn) {
-    new PlanReview(page.turn, event);
+  // The stopped run's replay (page.skipping) repeats a request the state has shown already.
+  const asked = method === "input.requested" && data.payload?.kind === PLAN_REVIEW;
+  if (asked && page.turn && !page.skipping && !onPage(data.interrupt_id)) {
+    new PlanReview(page.turn, { namespace: params.namespace || [], interruptId: data.interrupt_id, payload: data.payload });
   } else if (method === "lifecycle" && !params.namespace?.length && data.event === "completed" && reviews.rejected) {
     const turn = reviews.rejected;
     reviews.rejected = null;
     showRejection(turn);
   }
 });
+
+// app.js has drawn the conversation from the thread's state; a pending review joins it.
+document.addEventListener("alma:restored", ({ detail: state }) => restore(state));
 
 // A run asks for review when the box is ticked (app.js reads it into the run context).
 $("review-plan")?.addEventListener("change", (event) => {
