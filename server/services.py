@@ -191,6 +191,7 @@ def _engine(
         lease_seconds=settings.run_lease_seconds,
         wait_seconds=settings.multitask_wait_seconds,
         durability=settings.durability,
+        context_defaults={"review_plan": settings.review_plan, "memory": settings.remember_users},
         pacing=WritePacing(
             least=settings.event_flush_interval,
             writes_per_second=settings.event_writes_per_second,

@@ -174,6 +174,20 @@ class Settings(ModelSettings, MemorySettings):
             "before the run. LangGraph API runs save every step unless they ask otherwise."
         ),
     )
+    review_plan: bool = Field(
+        default=False,
+        description=(
+            "Whether analytical runs stop for the user to review the plan unless a run says "
+            "otherwise (its `review_plan` option)."
+        ),
+    )
+    remember_users: bool = Field(
+        default=True,
+        description=(
+            "Whether runs keep and use what users say about themselves across threads unless "
+            "a run says otherwise (its `memory` option)."
+        ),
+    )
     multitask_wait_seconds: float = Field(
         default=300.0, gt=0, description="How long `enqueue` / `interrupt` wait for a thread."
     )

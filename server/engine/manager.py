@@ -65,6 +65,7 @@ class RunManager:
         on_end: Callable[[Run], Awaitable[None]] | None = None,
         durability: Durability = "exit",
         pacing: WritePacing | None = None,
+        context_defaults: Mapping[str, Any] | None = None,
     ) -> None:
         """Run the graph's runs for the process named `owner`.
 
@@ -72,8 +73,11 @@ class RunManager:
         which every wire format follows a thread's events. `durability` is when a run's
         steps are saved unless its request says otherwise; `pacing` spaces the writes of runs'
         events to the log (by default 50 ms apart, with no process-wide cap).
+        `context_defaults` are the run options a request leaves out (the operator's choice
+        of, say, plan review on for every run); a request's own choice wins.
         """
         self.graph = graph
+        self._context_defaults = dict(context_defaults or {})
         self.log = log
         # The broker asks the engine where a thread's run executes, and to end a run
         # whose process died: it is the engine's own fan-out, built here.
@@ -250,7 +254,8 @@ class RunManager:
 
     def _context(self, request: StartRequest) -> RunContext:
         configurable = request.config.get("configurable") or {}
-        chosen = {k: v for k, v in configurable.items() if k in _CONTEXT_FIELDS}
+        chosen = dict(self._context_defaults)
+        chosen.update((k, v) for k, v in configurable.items() if k in _CONTEXT_FIELDS)
         chosen.update(request.context)
         unknown = set(chosen) - _CONTEXT_FIELDS
         if unknown:

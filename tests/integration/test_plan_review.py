@@ -136,6 +136,21 @@ async def test_without_review_the_run_is_not_interrupted(service: Service) -> No
     assert not [e for e in events if e["method"] == "input.requested"]
 
 
+async def test_the_operator_can_make_review_the_default(redis: RedisServer) -> None:
+    env = {"ALMA_REVIEW_PLAN": "true"}
+    with alma_service(redis.url, prefix=f"review-default-{uuid.uuid4().hex[:6]}", env=env) as on:
+        async with open_thread(on.url, thread()) as socket:
+            await socket.subscribe(*CHANNELS)
+            await socket.start(QUESTION, context={"router": "heuristic", "max_plan_steps": 2})
+            left_out = await socket.until_terminal()
+        async with open_thread(on.url, thread()) as socket:
+            await socket.subscribe(*CHANNELS)
+            await socket.start(QUESTION, context={"router": "heuristic", "review_plan": False})
+            declined = await socket.until_terminal()
+    assert ending(left_out) == "interrupted" and asked(left_out)["params"]["data"]["payload"]
+    assert ending(declined) == "completed"
+
+
 async def test_an_interrupt_on_one_process_is_answered_on_another(redis: RedisServer) -> None:
     prefix = f"review-two-{uuid.uuid4().hex[:6]}"
     with (

@@ -321,3 +321,19 @@ async def test_a_run_that_streams_at_once_lets_other_tasks_run_meanwhile() -> No
     assert len(burst.seen) == 200
     # Other tasks (a WebSocket's handshake, another run) got turns within the burst.
     assert burst.seen[-1] > burst.seen[0]
+
+
+async def test_the_operators_run_options_apply_unless_a_run_says_otherwise() -> None:
+    provider = ModelProvider.simulated(ttft=0, tokens_per_second=0)
+    runs = RunManager(
+        graph=build_manager_graph(provider=provider, checkpointer=ProcessMemorySaver()),
+        log=MemoryEventLog(maxlen=100), leases=MemoryRunLeases(), control=MemoryControl(),
+        owner="process-1", lease_seconds=30, wait_seconds=10, queue_size=16,
+        context_defaults={"review_plan": True, "memory": False},
+    )  # fmt: skip
+    left_out = runs.check(start())
+    assert (left_out.review_plan, left_out.memory) == (True, False)
+    chosen = runs.check(dataclasses.replace(start(), context={"review_plan": False}))
+    assert (chosen.review_plan, chosen.memory) == (False, False)
+    configured = dataclasses.replace(start(), config={"configurable": {"memory": True}}, context={})
+    assert runs.check(configured).memory is True
