@@ -17,7 +17,9 @@ import orjson
 
 from nodes.errors import ErrorCode
 from server.agent_protocol.messages import SubscribeParams
+from server.engine.broker import SlowConsumerError
 from server.engine.events import data_json, ends_run, is_terminal, run_end, run_started
+from server.langgraph_api.thread_stream import thread_events
 from server.services import Services
 from server.stores.run_records import ACTIVE, RunRecord
 from server.web.sse import frame
@@ -55,10 +57,22 @@ async def run_events(
                     if ends_run(event, run_id):
                         return
             return
-        async for event in subscription.events():
-            yield event
-            if ends_run(event, run_id):
-                return
+        cursor = after
+        try:
+            async for event in subscription.events():
+                cursor = event["seq"]
+                yield event
+                if ends_run(event, run_id):
+                    return
+        except SlowConsumerError as exc:
+            # Too slow for the subscription's queue: the rest is in the log, read from
+            # where this client was, as a thread's join stream does.
+            services.broker.unsubscribe(subscription)
+            resume = exc.last_seq if cursor is None else cursor
+            async for event in thread_events(services, thread_id, resume):
+                yield event
+                if ends_run(event, run_id):
+                    return
     finally:
         services.broker.unsubscribe(subscription)
 

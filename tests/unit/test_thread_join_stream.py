@@ -7,6 +7,7 @@ from starlette.testclient import TestClient
 
 from server.app import create_app
 from server.engine.events import run_end
+from server.langgraph_api.run_events import sse_frames
 from server.langgraph_api.thread_stream import (
     UnknownStreamMode,
     thread_frames,
@@ -93,3 +94,37 @@ def test_modes_come_one_a_value_or_comma_separated_and_default_to_run_modes() ->
     assert thread_stream_modes(["lifecycle", "run_modes"]) == {"lifecycle", "run_modes"}
     with pytest.raises(UnknownStreamMode, match="values"):
         thread_stream_modes(["run_modes,values"])
+
+
+def _frame_id(chunk: bytes) -> int:
+    return int(next(line for line in chunk.split(b"\r\n") if line.startswith(b"id: "))[4:])
+
+
+def test_a_run_join_too_slow_for_its_queue_reads_the_rest_from_the_log(
+    client: TestClient,
+) -> None:
+    """A join that falls behind a running run gets the rest from the log, not an error."""
+    services: Services = client.app.state.services  # type: ignore[attr-defined]
+    thread_id = client.post("/threads", json={}).json()["thread_id"]
+    # Started in the background: the join below subscribes while it still goes.
+    refined = {**STORY, "context": {"route": "creative", "refine": True}}
+
+    async def join(run_id: str) -> list[int]:
+        record = await services.run_records.get(thread_id, run_id)
+        assert record is not None
+        frames = sse_frames(services, record, None, None)
+        first = await anext(frames)
+        # The run goes on, and fills the join's queue, while the client reads nothing.
+        run = services.runs.runs.get(run_id)
+        if run is not None and run.task is not None:
+            await run.task
+        rest = [chunk async for chunk in frames]
+        return [_frame_id(chunk) for chunk in (first, *rest)]
+
+    run = client.post(f"/threads/{thread_id}/runs", json=refined).json()
+    ids = client.portal.call(join, run["run_id"])  # type: ignore[union-attr]
+    until_runs_end(client)
+    events = client.portal.call(services.log.read, thread_id, 0, 100_000)  # type: ignore[union-attr]
+    api = [event["seq"] for event in events if event["method"] == "api"]
+    assert len(api) > 2 * QUEUE
+    assert ids == [seq for seq in api if seq >= ids[0]]
