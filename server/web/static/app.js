@@ -31,6 +31,14 @@ function element(tag, text, className) {
   return node;
 }
 
+function button(text, label, onClick, className) {
+  const node = element("button", text, className);
+  node.type = "button";
+  if (label) node.setAttribute("aria-label", label);
+  node.addEventListener("click", onClick);
+  return node;
+}
+
 function ms(value) {
   if (value === null || value === undefined) return "–";
   return value < 1000 ? `${Math.round(value)} ms` : `${(value / 1000).toFixed(2)} s`;
@@ -538,4 +546,4 @@ async function start() {
 
 start();
 
-export { api, openThread, page, send, setRunning, Turn };
+export { api, button, element, openThread, page, send, setRunning, Turn };

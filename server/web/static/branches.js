@@ -8,7 +8,9 @@
 // starts the turn. The page shows one head; it is remembered per thread (localStorage),
 // so a reload shows the branch last chosen, and new messages continue from it.
 
-import { api, openThread, page, send } from "./app.js";
+import { api, button as plainButton, element, openThread, page, send } from "./app.js";
+
+const button = (text, label, onClick) => plainButton(text, label, onClick, "branch-action");
 
 const HISTORY_LIMIT = 1000;
 const $ = (id) => document.getElementById(id);
@@ -23,21 +25,6 @@ const branches = {
   // A re-run's fork point: its run's head is the newest below it, not below the head shown.
   forkedFrom: null,
 };
-
-function element(tag, text, className) {
-  const node = document.createElement(tag);
-  if (text !== undefined) node.textContent = text;
-  if (className) node.className = className;
-  return node;
-}
-
-function button(text, label, onClick) {
-  const node = element("button", text, "branch-action");
-  node.type = "button";
-  if (label) node.setAttribute("aria-label", label);
-  node.addEventListener("click", onClick);
-  return node;
-}
 
 const storageKey = (threadId) => `alma-branch:${threadId}`;
 const idOf = (state) => state.checkpoint.checkpoint_id;

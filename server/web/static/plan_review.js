@@ -8,25 +8,10 @@
 // reloaded) on a thread that waits for review finds it in the thread's state and shows
 // the same form, however long ago and by whichever process the run stopped.
 
-import { api, page, setRunning, Turn } from "./app.js";
+import { api, button, element, page, setRunning, Turn } from "./app.js";
 
 const PLAN_REVIEW = "plan_review";
 const $ = (id) => document.getElementById(id);
-
-function element(tag, text, className) {
-  const node = document.createElement(tag);
-  if (text !== undefined) node.textContent = text;
-  if (className) node.className = className;
-  return node;
-}
-
-function button(text, label, onClick) {
-  const node = element("button", text);
-  node.type = "button";
-  if (label) node.setAttribute("aria-label", label);
-  node.addEventListener("click", onClick);
-  return node;
-}
 
 /** The review form for one interrupt, shown inside the turn it stopped. */
 class PlanReview {
