@@ -95,26 +95,41 @@ def _wanted(name: str, modes: frozenset[str] | None) -> bool:
     return mode in modes or (mode == "messages" and "messages-tuple" in modes)
 
 
-async def sse_frames(
-    services: Services, record: RunRecord, since: int | None, modes: frozenset[str] | None
-) -> AsyncIterator[bytes]:
-    """The run's SSE frames after `since`, in `modes` (None: all it logged), to its end."""
+async def own_events(
+    services: Services, record: RunRecord, since: int | None
+) -> AsyncIterator[dict[str, Any]]:
+    """The run's own API events after `since`, then its root end, live too.
+
+    Events of a run it waited behind come before its own start and are left out.
+    """
     run_id = record.run_id
     inside = since is not None and record.first_seq > 0 and since >= record.first_seq
     async for event in run_events(services, record, since):
-        params = event["params"]
         if event["method"] == "lifecycle":
             end = run_end(event)
             if run_started(event) == run_id:
                 inside = True
             elif end is not None and end.run_id == run_id:
-                if end.errored:
-                    error = {"error": end.code or ErrorCode.INTERNAL, "message": end.error}
-                    yield frame("error", orjson.dumps(error), str(event["seq"]))
+                yield event
                 return
-            continue
-        if inside and event["method"] == "api" and _wanted(params["event"], modes):
-            yield frame(params["event"], data_json(event), str(event["seq"]))
+        elif inside and event["method"] == "api":
+            yield event
+
+
+async def sse_frames(
+    services: Services, record: RunRecord, since: int | None, modes: frozenset[str] | None
+) -> AsyncIterator[bytes]:
+    """The run's SSE frames after `since`, in `modes` (None: all it logged), to its end."""
+    async for event in own_events(services, record, since):
+        end = run_end(event)
+        if end is not None:
+            if end.errored:
+                error = {"error": end.code or ErrorCode.INTERNAL, "message": end.error}
+                yield frame("error", orjson.dumps(error), str(event["seq"]))
+            return
+        name = event["params"]["event"]
+        if _wanted(name, modes):
+            yield frame(name, data_json(event), str(event["seq"]))
 
 
 def seq_of_event_id(value: str | None) -> int | None:

@@ -21,12 +21,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from graphs.interface import route_of
 from nodes.errors import ErrorCode
 from nodes.heuristics import Route
-from server.engine.events import run_end, run_started
+from server.engine.events import run_end
 from server.guard.auth import Principal
 from server.guard.refusals import Refused
 from server.guard.validation import THREAD_ID_PATTERN, describe_invalid
 from server.langgraph_api.assistants import GRAPH_ID
-from server.langgraph_api.run_events import run_events, stream_start
+from server.langgraph_api.run_events import own_events, stream_start
 from server.langgraph_api.runs import RunCreate, start_request
 from server.mcp.progress import PROGRESS_MODES, Note, ProgressNarrator
 from server.services import Services
@@ -157,27 +157,17 @@ async def _follow(
     """Follow the run to its end: its final values, and why it failed if it did."""
     narrator = ProgressNarrator()
     values: Mapping[str, Any] = {}
-    since = stream_start(record)
-    # A run that waited for its thread is followed from now on: its events begin at
-    # its own start, not at the run it waited behind.
-    inside = since is not None
-    async for event in run_events(services, record, since):
+    async for event in own_events(services, record, stream_start(record)):
+        end = run_end(event)
+        if end is not None:
+            if end.errored:
+                return values, f"{end.code or ErrorCode.INTERNAL}: {end.error}"
+            if end.ending != "completed":
+                return values, f"the run was stopped before it finished ({end.ending})"
+            if progress is not None:
+                await progress(narrator.finished())
+            break
         params = event["params"]
-        if event["method"] == "lifecycle":
-            end = run_end(event)
-            if run_started(event) == record.run_id:
-                inside = True
-            elif end is not None and end.run_id == record.run_id:
-                if end.errored:
-                    return values, f"{end.code or ErrorCode.INTERNAL}: {end.error}"
-                if end.ending != "completed":
-                    return values, f"the run was stopped before it finished ({end.ending})"
-                if progress is not None:
-                    await progress(narrator.finished())
-                break
-            continue
-        if not inside or event["method"] != "api":
-            continue
         if params["event"] == "values" and isinstance(params["data"], Mapping):
             values = params["data"]
         elif progress is not None and (note := narrator.read(event)) is not None:
