@@ -93,6 +93,13 @@ def _check_run(services: Services, record: CronRecord) -> None:
         raise http_refusal(exc) from exc
 
 
+def _naming_cron(payload: dict[str, Any], cron_id: str) -> dict[str, Any]:
+    """The payload's run config with the cron named in its configurable."""
+    config = dict(payload.get("config") or {})
+    config["configurable"] = {**(config.get("configurable") or {}), "cron_id": cron_id}
+    return config
+
+
 def _schedule(record: CronRecord) -> int | None:
     """When a cron that is created or changed now first ticks."""
     now_ms = int(datetime.now(UTC).timestamp() * 1000)
@@ -121,9 +128,7 @@ async def _create(
     payload["assistant_id"] = assistant_id
     if body.end_time is not None:
         payload["end_time"] = _end_time(body.end_time)
-    config = dict(payload.get("config") or {})
-    config["configurable"] = {**(config.get("configurable") or {}), "cron_id": cron_id}
-    payload["config"] = config
+    payload["config"] = _naming_cron(payload, cron_id)
     record = CronRecord(
         cron_id=cron_id, owner=principal.owner, limit_key=principal.limit_key,
         assistant_id=assistant_id, thread_id=thread_id, schedule=body.schedule,
@@ -274,8 +279,7 @@ def _patched(record: CronRecord, body: CronPatch, changes: dict[str, Any]) -> Cr
     if body.metadata is not None:
         record.metadata = {**record.metadata, **body.metadata}
     payload = {**record.payload, **changes}
-    config = dict(payload.get("config") or {})
-    config["configurable"] = {**(config.get("configurable") or {}), "cron_id": record.cron_id}
+    config = _naming_cron(payload, record.cron_id)
     record.payload = {**payload, "assistant_id": record.assistant_id, "config": config}
     record.updated_at = now_iso()
     return record
