@@ -26,6 +26,7 @@ from langgraph.store.base import BaseStore
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
+from memory.namespaces import owned_namespace
 from nodes.calls import call_model
 from nodes.facts import Fact, extract_facts, is_statement, split_sentences
 from nodes.models import ModelProvider
@@ -102,14 +103,13 @@ def owner_of(config: RunnableConfig) -> str:
     return LOCAL_OWNER
 
 
-def memory_namespace(owner: str) -> tuple[str, str]:
+def memory_namespace(owner: str) -> tuple[str, ...]:
     """Where `owner`'s memories are stored.
 
-    The leading label is written as the store API's owner scoping writes it (periods,
-    which no store label may hold, as `%2E`), so the owner reads these items back as
-    namespace `("memories",)`.
+    Where the store API's owner scoping puts them, so the owner reads these items back
+    as namespace `("memories",)`.
     """
-    return (owner.replace(".", "%2E"), MEMORY_NAMESPACE)
+    return owned_namespace(owner, (MEMORY_NAMESPACE,))
 
 
 def _slug(text: str) -> str:

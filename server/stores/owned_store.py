@@ -26,24 +26,12 @@ from langgraph.store.base import (
     SearchOp,
 )
 
+from memory.namespaces import owner_label
+
 FULL_LISTING = 10_000
 """The most namespaces read to answer a listing the store cannot narrow by itself."""
 
 _Finish = Callable[[Result], Result]
-
-
-def owner_label(owner: str) -> str:
-    """The leading namespace label of `owner`'s items.
-
-    Owner names may hold periods, which no store label may: they are written `%2E`
-    (owner names hold no `%`, so two owners never share a label).
-    """
-    return owner.replace(".", "%2E")
-
-
-def owned_namespace(owner: str, namespace: tuple[str, ...]) -> tuple[str, ...]:
-    """Where `owner`'s `namespace` is stored."""
-    return (owner_label(owner), *namespace)
 
 
 class OwnedStore(BaseStore):

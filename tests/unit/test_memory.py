@@ -8,6 +8,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.store.memory import InMemoryStore
 
 from graphs.manager import build_manager_graph
+from memory.namespaces import owned_namespace
 from nodes.memory import (
     LOCAL_OWNER,
     Memory,
@@ -22,7 +23,7 @@ from nodes.models import ModelProvider
 from nodes.prompts import WRITER_SYSTEM
 from nodes.run_context import RunContext
 from nodes.simulated_replies import simulate_reply
-from server.stores.owned_store import OwnedStore, owned_namespace
+from server.stores.owned_store import OwnedStore
 
 ADA = "Hi, I'm Ada. I work in Rust and I prefer short answers."
 

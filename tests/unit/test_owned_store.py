@@ -11,7 +11,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from langgraph.store.memory import InMemoryStore
 
-from server.stores.owned_store import OwnedStore, owned_namespace, owner_label
+from memory.namespaces import owned_namespace, owner_label
+from server.stores.owned_store import OwnedStore
 
 LABELS = ("a", "b", "alice", "bob")
 """Few labels, so namespaces share prefixes and suffixes, and some name an owner."""
