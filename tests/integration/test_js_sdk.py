@@ -165,7 +165,12 @@ async def test_a_plan_review_interrupts_and_resumes_alike(servers: Pair) -> None
     at = ours["events"].index(inside)
     assert ours["events"][at : at + 2] == [inside, root]
     ours["events"][at : at + 2] = [root, inside]
+    # ALMA asks where the interrupt was raised, in the analytical subgraph. LangGraph's
+    # server asks where it first sees the interrupt, which under load is at times the
+    # root's `__interrupt__` update rather than the subgraph's values: either resumes.
+    assert ours.pop("asked_in") == ["analytical"]
+    assert theirs.pop("asked_in") in (["analytical"], [])
     assert ours == theirs
     assert ours["interrupted"] == {"flag": True, "count": 1}
-    assert ours["payload"]["kind"] == "plan_review" and ours["asked_in"] == ["analytical"]
+    assert ours["payload"]["kind"] == "plan_review"
     assert ours["follows_edit"]

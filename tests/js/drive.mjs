@@ -374,7 +374,10 @@ async function planReview() {
       for (let next = await events.next(); !next.done; next = await events.next()) {
         const event = next.value;
         const data = event.params.data;
-        const inside = event.params.namespace.length ? " (subgraph)" : "";
+        // Where the interrupt is asked is compared apart (`asked_in`): LangGraph's
+        // server, under load, sometimes first sees it on the root's update.
+        const asking = event.method === "input.requested";
+        const inside = event.params.namespace.length && !asking ? " (subgraph)" : "";
         const name = `${event.method}:${data.event ?? data.payload?.kind}${inside}`;
         names.push(name);
         raw[name] ??= event;
