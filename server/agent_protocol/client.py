@@ -68,16 +68,33 @@ class ProtocolClient:
             self.close_code = self.websocket.close_code
             self.close_reason = self.websocket.close_reason or ""
             for answer in self._answers.values():
-                answer.cancel()
+                # Unanswered: the caller hears why (a key refused, the server stopping).
+                answer.set_exception(self._closed())
+            self._answers.clear()
             self.events.put_nowait(None)
 
+    def _closed(self) -> ConnectionError:
+        return ConnectionError(
+            f"the server closed the connection ({self.close_code}: {self.close_reason})"
+        )
+
     async def command(self, method: str, timeout: float = 30, **params: Any) -> dict[str, Any]:
-        """Send a command and return the server's answer, success or error."""
+        """Send a command and return the server's answer, success or error.
+
+        Raises:
+            ConnectionError: the connection closed before the answer came.
+        """
+        if self._reader.done():
+            raise self._closed()
         self._next_id += 1
         answer = asyncio.get_running_loop().create_future()
         self._answers[self._next_id] = answer
         message = {"id": self._next_id, "method": method, "params": params}
-        await self.websocket.send(orjson.dumps(message).decode())
+        try:
+            await self.websocket.send(orjson.dumps(message).decode())
+        except ConnectionClosed as exc:
+            self._answers.pop(self._next_id, None)
+            raise self._closed() from exc
         return await asyncio.wait_for(answer, timeout=timeout)
 
     async def call(self, method: str, **params: Any) -> dict[str, Any]:
@@ -161,13 +178,25 @@ class ProtocolClient:
             await self._reader
 
 
+_SCHEMES = (("https://", "wss://"), ("http://", "ws://"))
+
+
 def stream_url(base_url: str, thread_id: str) -> str:
     """The thread's WebSocket URL from a server's base URL (`http(s)://` or `ws(s)://`)."""
     base = base_url.rstrip("/")
-    for http, ws in (("https://", "wss://"), ("http://", "ws://")):
+    for http, ws in _SCHEMES:
         if base.startswith(http):
             base = ws + base.removeprefix(http)
     return f"{base}/threads/{thread_id}/stream/events"
+
+
+def http_url(base_url: str) -> str:
+    """A server's HTTP base URL from its base URL (`http(s)://` or `ws(s)://`)."""
+    base = base_url.rstrip("/")
+    for http, ws in _SCHEMES:
+        if base.startswith(ws):
+            base = http + base.removeprefix(ws)
+    return base
 
 
 @asynccontextmanager

@@ -12,9 +12,11 @@ import shutil
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from functools import partial
+from typing import Any
 
+import httpx
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 from websockets.exceptions import InvalidHandshake, InvalidURI
@@ -24,10 +26,11 @@ from memory.connection import redact_url, sync_client
 from memory.factory import RedisUnavailableError
 from nodes.errors import AlmaError
 from nodes.run_context import RunContext
-from server.agent_protocol.client import CommandError, open_thread
+from server.agent_protocol.client import CommandError, http_url, open_thread
 from server.cli.config import describe_errors, example_env, show_settings
+from server.cli.rerun import HELP, Branching, LocalCheckpoints, RemoteCheckpoints, read_turn
 from server.cli.review import ask_review
-from server.cli.terminal import Reviewer, Style, render_engine_run, render_remote_run
+from server.cli.terminal import SHOWN, RunReport, Style, render_engine_run, render_remote_run
 from server.guard.auth import LOCAL_OWNER, new_key
 from server.guard.refusals import Refused
 from server.observability.logs import configure_logging
@@ -43,7 +46,7 @@ def _add_chat(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "chat",
         help="talk to the manager graph in this process (no server needed)",
         description="Send a message to the manager graph and watch it stream. With no "
-        "message, read one message per line until end of input, on one thread.",
+        f"message, read one message per line until end of input, on one thread. {HELP}.",
     )
     chat.add_argument("message", nargs="?", help="what to ask; omit for an interactive session")
     chat.add_argument("--thread", help="conversation id to continue (default: a new one)")
@@ -63,6 +66,11 @@ def _add_chat(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "--url",
         help="a running server to talk to (ws://host:port or http://host:port) "
         "instead of running the graph in this process",
+    )
+    chat.add_argument(
+        "--key",
+        default=os.environ.get("ALMA_API_KEY"),
+        help="with --url: the API key to send (default: the ALMA_API_KEY environment variable)",
     )
     chat.add_argument(
         "--owner",
@@ -210,50 +218,71 @@ async def _chat(args: argparse.Namespace, settings: Settings) -> int:
     )  # fmt: skip
     thread_id = args.thread or str(uuid.uuid4())
     style = Style(enabled=sys.stdout.isatty())
-    messages: Iterable[str] = [args.message] if args.message else _read_messages(style)
+    lines: Iterable[str] = [args.message] if args.message else _read_messages(style)
     # Answers come from the same input as the messages, read a line at a time.
     review = partial(ask_review, read_line=sys.stdin.readline, out=sys.stdout)
+    # How every turn is shown, in this process or from a server.
+    show: dict[str, Any] = {
+        "context": context,
+        "style": style,
+        "review": review,
+        "thread_id": thread_id,
+    }
     if args.url:
-        return await _chat_remote(args.url, messages, thread_id, context, style, review)
-    status = 0
+        return await _chat_remote(args.url, args.key, lines, thread_id, show)
     # The terminal runs on the service's own parts, built as `alma serve` builds them.
     async with open_services(settings) as services:
-        for message in messages:
-            try:
-                report = await render_engine_run(
-                    services, message, thread_id=thread_id, owner=args.owner,
-                    context=context, style=style, review=review,
-                )  # fmt: skip
-            except Refused as exc:
-                print(f"alma: the run was refused: {exc.message}", file=sys.stderr)
-                return 1
-            status = 1 if report.error else status
-    return status
+        engine_run = partial(render_engine_run, services, owner=args.owner)
+        try:
+            return await _converse(
+                lines, Branching(LocalCheckpoints(services.graph, thread_id)),
+                lambda text, fork: engine_run(text, checkpoint=fork, **show),
+            )  # fmt: skip
+        except Refused as exc:
+            print(f"alma: the run was refused: {exc.message}", file=sys.stderr)
+            return 1
 
 
 async def _chat_remote(
-    url: str,
-    messages: Iterable[str],
-    thread_id: str,
-    context: RunContext,
-    style: Style,
-    review: Reviewer,
+    url: str, key: str | None, lines: Iterable[str], thread_id: str, show: dict[str, Any]
 ) -> int:
-    status = 0
+    headers = {"x-api-key": key} if key else {}
     try:
-        async with open_thread(url, thread_id) as client:
-            for message in messages:
-                report = await render_remote_run(
-                    client, message, thread_id=thread_id, context=context, style=style,
-                    review=review,
-                )  # fmt: skip
-                status = 1 if report.error else status
-    except CommandError as exc:
+        async with (
+            open_thread(url, thread_id, additional_headers=headers) as client,
+            httpx.AsyncClient(base_url=http_url(url), headers=headers, timeout=30) as http,
+        ):
+            await client.subscribe(*SHOWN)
+            branching = Branching(RemoteCheckpoints(client, http, thread_id))
+            return await _converse(
+                lines, branching,
+                lambda text, fork: render_remote_run(client, text, checkpoint=fork, **show),
+            )  # fmt: skip
+    except (CommandError, httpx.HTTPStatusError) as exc:
         print(f"alma: the server refused: {exc}", file=sys.stderr)
         return 1
-    except (OSError, InvalidURI, InvalidHandshake, ConnectionError) as exc:
+    except (OSError, InvalidURI, InvalidHandshake, ConnectionError, httpx.TransportError) as exc:
         print(f"alma: cannot talk to {url}: {exc}", file=sys.stderr)
         return 1
+
+
+async def _converse(
+    lines: Iterable[str],
+    branching: Branching,
+    run: Callable[[str, str | None], Awaitable[RunReport]],
+) -> int:
+    """Run each line as a turn of one conversation (`/retry`, `/edit`: the last again)."""
+    status = 0
+    last: str | None = None
+    for line in lines:
+        try:
+            turn = read_turn(line, last)
+        except ValueError as exc:
+            print(f"alma: {exc} ({HELP})", file=sys.stderr)
+            continue
+        report = await run(turn.text, await branching.fork_point(turn))
+        last = turn.text
+        status = 1 if report.error else status
     return status
 
 

@@ -21,7 +21,7 @@ from server.agent_protocol.messages import SubscribeParams
 from server.agent_protocol.streaming import ProtocolStream
 from server.cli.review import reviewable
 from server.engine import StartRequest
-from server.engine.events import RunEnd, run_end
+from server.engine.events import RunEnd, run_end, run_started
 from server.langgraph_api.assistants import MANAGER_ASSISTANT_ID
 from server.services import Services
 
@@ -163,13 +163,15 @@ async def render_engine_run(
     out: TextIO | None = None,
     style: Style | None = None,
     review: Reviewer | None = None,
+    checkpoint: str | None = None,
 ) -> RunReport:
     """Run `message` on this process's engine, printing it as a server's run is printed.
 
     The run starts as every run starts (`RunStarter`): the thread becomes `owner`'s and
     joins their conversations, and its events are the agent protocol's, read from the
     engine's own fan-out. A run that stops for its plan to be reviewed is resumed with
-    `review`'s answer, as a new run on the thread, until it ends otherwise.
+    `review`'s answer, as a new run on the thread, until it ends otherwise. With
+    `checkpoint`, the run forks the thread from that earlier checkpoint.
 
     Raises:
         Refused: when the run may not start (another owner's thread, a limit).
@@ -179,10 +181,11 @@ async def render_engine_run(
         owner=owner, limit_key=owner, thread_id=thread_id, assistant_id=MANAGER_ASSISTANT_ID,
         input={"messages": [{"role": "user", "content": message}]}, stream=ProtocolStream(),
         context=dataclasses.asdict(context),
+        checkpoint={"checkpoint_id": checkpoint} if checkpoint else None,
     )  # fmt: skip
     while True:
         run = await services.starter.start(request)
-        wanted = SubscribeParams(channels=list(_SHOWN), since=run.record.first_seq - 1)
+        wanted = SubscribeParams(channels=list(SHOWN), since=run.record.first_seq - 1)
         subscription = await services.broker.subscribe(thread_id, wanted)
         asked: list[dict[str, Any]] = []
         try:
@@ -192,7 +195,9 @@ async def render_engine_run(
         answers = _answers(ending, asked, review)
         if answers is None:
             break
-        request = dataclasses.replace(request, input=None, command={"resume": answers}, context={})
+        request = dataclasses.replace(
+            request, input=None, command={"resume": answers}, context={}, checkpoint=None
+        )
     snapshot = await services.graph.aget_state({"configurable": {"thread_id": thread_id}})
     return printer.finish(_with_ending(dict(snapshot.values), ending))
 
@@ -206,14 +211,19 @@ async def render_remote_run(
     out: TextIO | None = None,
     style: Style | None = None,
     review: Reviewer | None = None,
+    checkpoint: str | None = None,
 ) -> RunReport:
-    """Start a run on a server over `client` and print it as `render_engine_run` does."""
+    """Start a run on a server over `client` and print it as `render_engine_run` does.
+
+    The client is subscribed to the `SHOWN` channels of the thread, once for all its turns.
+    """
     printer = _printer(thread_id, context, out, style)
-    await client.subscribe(*_SHOWN)
-    await client.start(message, context=dataclasses.asdict(context))
+    runs = _NewRuns(client)
+    fork = {"checkpoint_id": checkpoint} if checkpoint else {}
+    await client.start(message, context=dataclasses.asdict(context), **fork)
     while True:
         asked: list[dict[str, Any]] = []
-        ending = await _show_events(printer, _events_of(client), client.started, asked)
+        ending = await _show_events(printer, _events_of(client), runs, asked)
         answers = _answers(ending, asked, review)
         if answers is None:
             break
@@ -238,8 +248,23 @@ def _answers(
     return {interrupt_id: review(payload) for interrupt_id, payload in payloads.items()}
 
 
-_SHOWN = ("lifecycle", "messages", "updates", "custom", "input")
+SHOWN = ("lifecycle", "messages", "updates", "custom", "input")
 """The protocol channels a terminal shows."""
+
+
+class _NewRuns:
+    """The runs a client starts from now on: a turn's run, and the runs resuming it.
+
+    A thread's earlier runs are not among them, though their ends are replayed to a new
+    subscription, or heard by one that stays subscribed from turn to turn.
+    """
+
+    def __init__(self, client: ProtocolClient) -> None:
+        self.client = client
+        self.before = set(client.started)
+
+    def __contains__(self, run_id: object) -> bool:
+        return run_id in self.client.started and run_id not in self.before
 
 
 async def _events_of(client: ProtocolClient) -> AsyncIterator[dict[str, Any]]:
@@ -258,11 +283,17 @@ async def _show_events(
     runs: Container[str],
     asked: list[dict[str, Any]],
 ) -> RunEnd:
-    """Print protocol events until one of `runs` ends; how it ended.
+    """Print protocol events from the start of one of `runs` until one of them ends.
 
-    The interrupts the run stopped at (`input.requested`) are collected in `asked`.
+    Events before are another run's (replayed to a new subscription). The interrupts
+    the run stopped at (`input.requested`) are collected in `asked`.
     """
+    started = False
     async for event in events:
+        if not started:
+            started = run_started(event) in runs
+            if not started:
+                continue
         if event["method"] == "input.requested":
             asked.append(dict(event))
             continue
