@@ -10,6 +10,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from redis.exceptions import RedisError
 
+from nodes.errors import ErrorCode
 from nodes.run_context import RunContext
 from server.engine.events import to_wire
 from server.engine.run import Run
@@ -47,4 +48,8 @@ class RunWebhooks:
         payload = run_payload(public, values=values, started_at=started_at, ended_at=ended_at)
         if run.record.error is not None:
             payload["error"] = run.record.error
+        elif public["status"] == "interrupted":
+            # Cancelled: said as LangGraph's server says it, with ALMA's error code.
+            why = "the run was cancelled" + (" and rolled back" if run.rollback else "")
+            payload["error"] = {"error": ErrorCode.CANCELLED.value, "message": why}
         self.sender.send(str(url), payload)

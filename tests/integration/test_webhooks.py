@@ -123,6 +123,7 @@ async def test_a_stateless_run_that_is_cancelled_reports_so(alma: str, receiver:
     [payload] = receiver.accepted
     assert payload["run_id"] == run["run_id"]
     assert payload["status"] == "interrupted"
+    assert payload["error"] == {"error": "cancelled", "message": "the run was cancelled"}
     # Its thread was temporary, and is gone by now; its values were read before.
     assert payload["values"]["messages"][0]["content"] == ANALYTICAL["messages"][0]["content"]
 
