@@ -28,7 +28,10 @@ from nodes.errors import AlmaError
 from nodes.run_context import RunContext
 from server.agent_protocol.client import CommandError, http_url, open_thread
 from server.cli.config import describe_errors, example_env, show_settings
-from server.cli.rerun import HELP, Branching, LocalCheckpoints, RemoteCheckpoints, read_turn
+from server.cli.remembered import HELP as MEMORY_HELP
+from server.cli.remembered import LocalMemories, Memories, RemoteMemories, answer_memory_command
+from server.cli.rerun import HELP as RERUN_HELP
+from server.cli.rerun import Branching, LocalCheckpoints, RemoteCheckpoints, read_turn
 from server.cli.review import ask_review
 from server.cli.terminal import SHOWN, RunReport, Style, render_engine_run, render_remote_run
 from server.guard.auth import LOCAL_OWNER, new_key
@@ -46,7 +49,8 @@ def _add_chat(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "chat",
         help="talk to the manager graph in this process (no server needed)",
         description="Send a message to the manager graph and watch it stream. With no "
-        f"message, read one message per line until end of input, on one thread. {HELP}.",
+        "message, read one message per line until end of input, on one thread. "
+        f"{RERUN_HELP} · {MEMORY_HELP}.",
     )
     chat.add_argument("message", nargs="?", help="what to ask; omit for an interactive session")
     chat.add_argument("--thread", help="conversation id to continue (default: a new one)")
@@ -237,6 +241,7 @@ async def _chat(args: argparse.Namespace, settings: Settings) -> int:
             return await _converse(
                 lines, Branching(LocalCheckpoints(services.graph, thread_id)),
                 lambda text, fork: engine_run(text, checkpoint=fork, **show),
+                LocalMemories(services.memory.store, args.owner),
             )  # fmt: skip
         except Refused as exc:
             print(f"alma: the run was refused: {exc.message}", file=sys.stderr)
@@ -257,6 +262,7 @@ async def _chat_remote(
             return await _converse(
                 lines, branching,
                 lambda text, fork: render_remote_run(client, text, checkpoint=fork, **show),
+                RemoteMemories(http),
             )  # fmt: skip
     except (CommandError, httpx.HTTPStatusError) as exc:
         print(f"alma: the server refused: {exc}", file=sys.stderr)
@@ -270,15 +276,21 @@ async def _converse(
     lines: Iterable[str],
     branching: Branching,
     run: Callable[[str, str | None], Awaitable[RunReport]],
+    memories: Memories,
 ) -> int:
-    """Run each line as a turn of one conversation (`/retry`, `/edit`: the last again)."""
+    """Run each line as a turn of one conversation (`/retry`, `/edit`: the last again).
+
+    The memory commands (`/memories`, `/forget KEY`) are answered between turns.
+    """
     status = 0
     last: str | None = None
     for line in lines:
+        if await answer_memory_command(line, memories, sys.stdout):
+            continue
         try:
             turn = read_turn(line, last)
         except ValueError as exc:
-            print(f"alma: {exc} ({HELP})", file=sys.stderr)
+            print(f"alma: {exc} ({RERUN_HELP})", file=sys.stderr)
             continue
         report = await run(turn.text, await branching.fork_point(turn))
         last = turn.text

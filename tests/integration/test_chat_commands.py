@@ -1,7 +1,8 @@
-"""`alma chat`'s `/edit` and `/retry`, in process and against a keyed server.
+"""`alma chat`'s commands, in process and against a keyed server.
 
-Each re-run forks the thread where the last turn started, so every earlier answer stays
-in the thread's history, and the conversation goes on from the newest branch.
+`/edit` and `/retry`: each re-run forks the thread where the last turn started, so every
+earlier answer stays in the thread's history, and the conversation goes on from the
+newest branch. `/memories` and `/forget KEY`: what ALMA remembers of the user.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from tests.utils.service import Service, alma_service
 pytestmark = pytest.mark.integration
 
 KEY, ENTRY = new_key("alice")
-PREFIX = "chat-rerun"
+PREFIX = "chat-commands"
 ROUTE = ["--router", "heuristic", "--route", "creative"]
 LINES = (
     "Write a poem about rivers",
@@ -131,3 +132,40 @@ async def test_without_its_key_a_keyed_server_refuses_the_chat(service: Service)
     status, _, err = await chat("--url", service.url, "Hello", env={"ALMA_API_KEY": ""})
     assert status == 1
     assert f"alma: cannot talk to {service.url}" in err
+
+
+MEMORY_LINES = (
+    "I work in Rust.",
+    "/memories",
+    "/forget work",
+    "/forget work",
+    "/memories",
+    "/forget",
+)
+
+
+def check_memories(out: str) -> None:
+    listed, after = out.split("forgotten: work\n", 1)
+    assert "  work: you work in Rust\n" in listed
+    assert "no memory 'work' (see /memories)" in after
+    assert "(ALMA remembers nothing of you)" in after
+    assert "/forget needs the memory's key: /forget KEY (see /memories)" in after
+
+
+async def test_memories_are_listed_and_forgotten_on_a_keyed_server(service: Service) -> None:
+    status, out, err = await chat(
+        "--url", service.url, env={"ALMA_API_KEY": KEY}, stdin="\n".join(MEMORY_LINES) + "\n"
+    )
+    assert status == 0, err[-2000:]
+    check_memories(out)
+    async with httpx.AsyncClient(base_url=service.url, headers={"x-api-key": KEY}) as http:
+        found = await http.post("/store/items/search", json={"namespace_prefix": ["memories"]})
+    assert found.json()["items"] == []
+
+
+async def test_memories_are_listed_and_forgotten_in_process(redis: RedisServer) -> None:
+    env = {"ALMA_REDIS_URL": redis.url, "ALMA_REDIS_PREFIX": f"{PREFIX}-local",
+           "ALMA_SIMULATED_TTFT": "0", "ALMA_SIMULATED_TOKENS_PER_SECOND": "0"}  # fmt: skip
+    status, out, err = await chat("--owner", "carol", env=env, stdin="\n".join(MEMORY_LINES) + "\n")
+    assert status == 0, err[-2000:]
+    check_memories(out)
