@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
 from server.guard.auth import new_key
-from tests.utils.langgraph_dev import langgraph_dev
+from tests.utils.answers import status_of
 from tests.utils.redis_server import RedisServer
 from tests.utils.service import alma_service
 from tests.utils.shapes import differences
+from tests.utils.side_by_side import Pair, alma_beside_dev
 
 pytestmark = pytest.mark.integration
 
@@ -35,36 +34,15 @@ PACE = {"ALMA_SIMULATED_TOKENS_PER_SECOND": "100"}
 """Runs of seconds, so that a cancel meets a running run even on a busy machine."""
 
 
-@dataclass(frozen=True)
-class Pair:
-    """ALMA and `langgraph dev`, serving the same graph."""
-
-    alma: str
-    dev: str
-
-
 @pytest.fixture(scope="module")
 def servers(redis: RedisServer) -> Iterator[Pair]:
-    tag = uuid.uuid4().hex[:6]
-    with (
-        alma_service(redis.url, prefix=f"bulk-{tag}", env=PACE) as alma,
-        langgraph_dev(redis.url, prefix=f"bulkdev-{tag}", env=PACE) as dev,
-    ):
-        yield Pair(alma=alma.url, dev=dev)
-
-
-async def status_of(call: Awaitable[Any]) -> int:
-    """The HTTP status a call ends with (200 when it succeeds)."""
-    try:
-        await call
-    except httpx.HTTPStatusError as exc:
-        return exc.response.status_code
-    return 200
+    with alma_beside_dev(redis.url, "bulk", env=PACE) as pair:
+        yield pair
 
 
 async def on_both(servers: Pair, scenario: Any) -> tuple[Any, Any]:
     """`scenario(client)` on ALMA and on `langgraph dev`, at once."""
-    alma, dev = get_client(url=servers.alma), get_client(url=servers.dev)
+    alma, dev = servers.clients()
     ours, theirs = await asyncio.gather(scenario(alma), scenario(dev))
     return ours, theirs
 

@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from tests.utils.langgraph_dev import langgraph_dev
 from tests.utils.processes import ROOT
 from tests.utils.redis_server import RedisServer
-from tests.utils.service import alma_service
 from tests.utils.shapes import differences
+from tests.utils.side_by_side import Pair, alma_beside_dev
 from tests.utils.system_tools import require_tool
 
 pytestmark = pytest.mark.integration
@@ -32,22 +29,12 @@ PACE = {"ALMA_SIMULATED_TOKENS_PER_SECOND": "150"}
 """Runs of a second or more, so that a cancel and a second run meet a running one."""
 
 
-@dataclass(frozen=True)
-class Pair:
-    alma: str
-    dev: str
-
-
 @pytest.fixture(scope="module")
 def servers(redis: RedisServer) -> Iterator[Pair]:
     if not (JS / "node_modules" / "@langchain" / "langgraph-sdk").is_dir():
         pytest.fail("the JavaScript SDK is not installed: npm ci --prefix tests/js", pytrace=False)
-    tag = uuid.uuid4().hex[:6]
-    with (
-        alma_service(redis.url, prefix=f"js-{tag}", env=PACE) as alma,
-        langgraph_dev(redis.url, prefix=f"jsdev-{tag}", env=PACE) as dev,
-    ):
-        yield Pair(alma=alma.url, dev=dev)
+    with alma_beside_dev(redis.url, "js", env=PACE) as pair:
+        yield pair
 
 
 async def drive(scenario: str, url: str) -> dict[str, Any]:

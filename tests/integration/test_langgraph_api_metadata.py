@@ -8,21 +8,17 @@ must carry the same metadata keys on both, and `runs.create` must answer alike.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from langgraph.version import __version__ as LANGGRAPH_VERSION
-from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.schema import StreamMode
 
 from server.version import VERSION
-from tests.utils.langgraph_dev import langgraph_dev
 from tests.utils.redis_server import RedisServer
-from tests.utils.service import alma_service
+from tests.utils.side_by_side import Pair, alma_beside_dev
 
 pytestmark = pytest.mark.integration
 
@@ -39,31 +35,10 @@ SERVER_KEYS = {"run_attempt", "langgraph_version", "langgraph_api_version", "lan
 """What LangGraph's server says of itself in a run's metadata."""
 
 
-@dataclass(frozen=True)
-class Pair:
-    """ALMA's URL and `langgraph dev`'s."""
-
-    alma_url: str
-    dev_url: str
-
-    @property
-    def alma(self) -> LangGraphClient:
-        # A client per test: each test has its own event loop.
-        return get_client(url=self.alma_url)
-
-    @property
-    def dev(self) -> LangGraphClient:
-        return get_client(url=self.dev_url)
-
-
 @pytest.fixture(scope="module")
 def servers(redis: RedisServer) -> Iterator[Pair]:
-    tag = uuid.uuid4().hex[:6]
-    with (
-        alma_service(redis.url, prefix=f"meta-{tag}", env=PACE) as alma,
-        langgraph_dev(redis.url, prefix=f"metadev-{tag}", env=PACE) as dev,
-    ):
-        yield Pair(alma_url=alma.url, dev_url=dev)
+    with alma_beside_dev(redis.url, "meta", env=PACE) as pair:
+        yield pair
 
 
 async def _history_of_a_team(client: LangGraphClient) -> dict[str, Any]:
@@ -86,9 +61,7 @@ async def _history_of_a_team(client: LangGraphClient) -> dict[str, Any]:
 
 
 async def test_history_filters_by_the_threads_metadata_as_langgraph_dev(servers: Pair) -> None:
-    ours, theirs = await asyncio.gather(
-        _history_of_a_team(servers.alma), _history_of_a_team(servers.dev)
-    )
+    ours, theirs = await asyncio.gather(*(_history_of_a_team(c) for c in servers.clients()))
     counts = [(len(seen["all"]), len(seen["team"]), len(seen["asker"]), len(seen["other"]))
               for seen in (ours, theirs)]  # fmt: skip
     assert counts[0] == counts[1]
@@ -127,9 +100,7 @@ async def _event_metadata(client: LangGraphClient, modes: list[StreamMode]) -> d
 async def test_events_carry_the_metadata_keys_langgraph_dev_gives_them(
     servers: Pair, modes: list[StreamMode]
 ) -> None:
-    ours, theirs = await asyncio.gather(
-        _event_metadata(servers.alma, modes), _event_metadata(servers.dev, modes)
-    )
+    ours, theirs = await asyncio.gather(*(_event_metadata(c, modes) for c in servers.clients()))
     assert set(ours) == set(theirs) == set(modes) - {"values", "updates"}
     for mode, keys in theirs.items():
         assert ours[mode] == keys, mode
@@ -158,7 +129,7 @@ async def _created_then_seen(client: LangGraphClient, on_thread: bool) -> list[s
 @pytest.mark.parametrize("on_thread", [True, False], ids=["thread", "stateless"])
 async def test_runs_create_answers_pending_as_langgraph_dev(servers: Pair, on_thread: bool) -> None:
     seen = []
-    for client in (servers.alma, servers.dev):
+    for client in servers.clients():
         seen.append(await _created_then_seen(client, on_thread))
     ours, theirs = seen
     assert ours[0] == theirs[0] == "pending"

@@ -11,7 +11,6 @@ import asyncio
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -23,10 +22,10 @@ from langgraph_sdk.errors import ConflictError, NotFoundError
 from server.agent_protocol.client import open_thread
 from server.guard.auth import new_key
 from tests.utils.answers import as_json
-from tests.utils.langgraph_dev import langgraph_dev
 from tests.utils.redis_server import RedisServer
 from tests.utils.service import alma_service
 from tests.utils.shapes import differences
+from tests.utils.side_by_side import Pair, alma_beside_dev
 
 pytestmark = pytest.mark.integration
 
@@ -41,25 +40,10 @@ PACE = {"ALMA_SIMULATED_TOKENS_PER_SECOND": "100"}
 machine (the suite runs two modules at once)."""
 
 
-@dataclass(frozen=True)
-class Pair:
-    """ALMA and `langgraph dev`, serving the same graph."""
-
-    alma: str
-    dev: str
-
-    def clients(self) -> tuple[LangGraphClient, LangGraphClient]:
-        return get_client(url=self.alma), get_client(url=self.dev)
-
-
 @pytest.fixture(scope="module")
 def servers(redis: RedisServer) -> Iterator[Pair]:
-    tag = uuid.uuid4().hex[:6]
-    with (
-        alma_service(redis.url, prefix=f"api-{tag}", env=PACE) as alma,
-        langgraph_dev(redis.url, prefix=f"dev-{tag}", env=PACE) as dev,
-    ):
-        yield Pair(alma=alma.url, dev=dev)
+    with alma_beside_dev(redis.url, "api", env=PACE) as pair:
+        yield pair
 
 
 def normalised(name: str) -> str:

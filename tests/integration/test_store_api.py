@@ -6,7 +6,7 @@ writes under a namespace root of its own, since `langgraph dev` has one store fo
 """
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -15,6 +15,7 @@ from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
 from server.guard.auth import new_key
+from tests.utils.answers import status_of
 from tests.utils.langgraph_dev import langgraph_dev
 from tests.utils.redis_server import RedisServer
 from tests.utils.service import Service, alma_service
@@ -64,15 +65,6 @@ async def clients(alma: Service, dev_url: str) -> AsyncIterator[tuple[LangGraphC
 def root() -> str:
     """A namespace root no other test writes under."""
     return f"t{uuid.uuid4().hex[:10]}"
-
-
-async def status_of(call: Awaitable[Any]) -> int:
-    """The HTTP status a call ends with."""
-    try:
-        await call
-    except httpx.HTTPStatusError as exc:
-        return exc.response.status_code
-    return 200
 
 
 async def namespaces(client: LangGraphClient, **conditions: Any) -> list[list[str]]:

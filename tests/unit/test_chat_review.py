@@ -1,21 +1,12 @@
 """`alma chat --review-plan`: the plan is shown, the answer read from stdin, the run resumed."""
 
 import io
-from pathlib import Path
 
 import pytest
 
 from server.cli import main
 
-
-@pytest.fixture(autouse=True)
-def simulated_fast(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.chdir(tmp_path)
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("ALMA_REDIS_URL", "")
-    monkeypatch.setenv("ALMA_SIMULATED_TTFT", "0")
-    monkeypatch.setenv("ALMA_SIMULATED_TOKENS_PER_SECOND", "0")
+pytestmark = pytest.mark.usefixtures("simulated_chat")
 
 
 def chat(monkeypatch: pytest.MonkeyPatch, stdin: str, *args: str) -> int:

@@ -1,19 +1,8 @@
-from pathlib import Path
-
 import pytest
 
 from server.cli import main
 
-
-@pytest.fixture(autouse=True)
-def simulated_fast(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.chdir(tmp_path)
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    # Unit tests touch no server: threads stay in process memory.
-    monkeypatch.setenv("ALMA_REDIS_URL", "")
-    monkeypatch.setenv("ALMA_SIMULATED_TTFT", "0")
-    monkeypatch.setenv("ALMA_SIMULATED_TOKENS_PER_SECOND", "0")
+pytestmark = pytest.mark.usefixtures("simulated_chat")
 
 
 def test_chat_streams_a_creative_answer_with_route_and_usage(

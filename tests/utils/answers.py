@@ -9,8 +9,10 @@ read such answers read them through `as_json`, which changes nothing at run time
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any, cast
+
+import httpx
 
 
 def as_json(answer: Mapping[str, Any]) -> dict[str, Any]:
@@ -21,3 +23,12 @@ def as_json(answer: Mapping[str, Any]) -> dict[str, Any]:
 def each_as_json(answers: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """A list of answers (a thread's history), each read as `as_json` reads it."""
     return [as_json(answer) for answer in answers]
+
+
+async def status_of(call: Awaitable[Any]) -> int:
+    """The HTTP status an SDK call ends with (200 when it succeeds)."""
+    try:
+        await call
+    except httpx.HTTPStatusError as exc:
+        return exc.response.status_code
+    return 200
