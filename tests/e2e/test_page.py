@@ -259,6 +259,11 @@ def test_phone_width_keyboard_only_and_accessibility(browser: Browser, fast: Ser
                 break
         assert page.evaluate("document.activeElement.id") == "message"
         page.keyboard.type(ANALYTICAL)
+        # Enter sends once the page has opened its thread: until then Send is disabled
+        # and Enter keeps the text. The banner shows once /info has answered, and the
+        # thread starts opening in the same step.
+        expect(page.locator("#simulated")).to_be_visible()
+        expect(page.get_by_role("button", name="Send")).to_be_enabled()
         page.keyboard.press("Enter")
         expect(page.locator(".turn.assistant").last).to_have_attribute("data-state", "completed")
         # Nothing is wider than the screen.
